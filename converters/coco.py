@@ -1,0 +1,361 @@
+"""COCO instance segmentation: one ``instances_<split>.json`` per split.
+
+Reads polygons (several rings per instance), compressed RLE (``str`` or
+``bytes`` counts) and uncompressed RLE (integer counts), with ``iscrowd``
+independent of the encoding and category ids kept exactly.  Writes any mask
+as polygons (lossless: holes by keyhole cuts), compressed RLE, or the face it
+came from; ``area`` and ``bbox`` are always recomputed from the mask.
+
+Records that parse but are wrong (RLE counts that do not add up, a 4-number
+polygon, NaN coordinates, duplicate ids, unknown image or category ids) are
+loaded with a ``defect`` and a finding, never dropped; writers skip them and
+say so in the report.  A file that is not COCO at all raises
+:class:`~segdata.errors.FormatError`.
+
+Layout: ``ROOT/annotations/instances_<split>.json`` (or any ``*.json`` given
+directly), images in ``ROOT/images/<split>/``, ``ROOT/<split>/`` or
+``ROOT/images/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from segdata.errors import FormatError, MaskError
+from segdata.io import dumps_json, output_dir, read_json
+from segdata.masks import Mask, decode_rle_string
+from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
+from segdata.parallel import map_images
+
+_SNIFF_BYTES = 1 << 16
+_ANN_KEYS = {"id", "image_id", "category_id", "segmentation", "iscrowd", "score"}
+_IMAGE_KEYS = {"id", "file_name", "width", "height"}
+MASK_ENCODINGS = ("keep", "polygon", "rle")
+
+
+def _annotation_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    candidates = sorted((path / "annotations").glob("*.json")) or sorted(path.glob("*.json"))
+    return [p for p in candidates if _looks_like_coco(p)]
+
+
+def _looks_like_coco(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+    complete = len(head) < _SNIFF_BYTES  # a short file is seen whole: both keys must show
+    return (b'"images"' in head and (b'"annotations"' in head or not complete)
+            and b'"segments_info"' not in head)
+
+
+def sniff(path: str | Path) -> bool:
+    """True when ``path`` is a COCO instances JSON or a folder of them."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix == ".json" and _looks_like_coco(path)
+    return path.is_dir() and bool(_annotation_files(path))
+
+
+def _split_name(json_path: Path) -> str:
+    stem = json_path.stem
+    return "" if stem == "instances" else stem.removeprefix("instances_")
+
+
+def _images_dir(root: Path, json_path: Path, split: str, images_root: Path | None, first: str) -> Path | None:
+    bases = [images_root] if images_root else [root, json_path.parent]
+    candidates = [d for base in bases for d in (base / "images" / split, base / split, base / "images", base)]
+    return next((d for d in candidates if (d / first).is_file()), None)
+
+
+def _require(record: dict, key: str, kind: type | tuple, path: Path, where: str) -> Any:
+    if key not in record:
+        raise FormatError(f"missing required key {key!r}", path=path, record=where)
+    value = record[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise FormatError(f"{key!r} must be {expected}, found {type(value).__name__} {value!r}",
+                          path=path, record=where)
+    return value
+
+
+def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, root: Path) -> None:
+    data = read_json(json_path)
+    if not isinstance(data, dict):
+        raise FormatError(f"expected a JSON object, found {type(data).__name__}", path=json_path)
+    split = _split_name(json_path)
+    for key in ("images", "annotations"):
+        if not isinstance(data.get(key), list):
+            raise FormatError(f"missing required list {key!r}" if key not in data else
+                              f"{key!r} must be a list, found {type(data[key]).__name__}", path=json_path)
+    findings = dataset.findings
+
+    def flag(code: str, message: str, image_id=None, annotation_id=None, severity="error", **details):
+        findings.append(Finding(code, severity, message, split, image_id, annotation_id, str(json_path), details))
+
+    for index, raw in enumerate(data.get("categories") or []):
+        where = f"category index {index}"
+        if not isinstance(raw, dict):
+            raise FormatError(f"expected an object, found {type(raw).__name__}", path=json_path, record=where)
+        cat_id = _require(raw, "id", int, json_path, where)
+        name = _require(raw, "name", str, json_path, f"category {cat_id}")
+        known = dataset.categories.get(cat_id)
+        if known is not None and known.name != name:
+            raise FormatError(f"category {cat_id} is {name!r} here but {known.name!r} in another split",
+                              path=json_path, record=f"category {cat_id}")
+        if known is None:
+            dataset.categories[cat_id] = Category(cat_id, name, raw.get("supercategory") or "",
+                                                  bool(raw.get("isthing", True)))
+
+    sizes: dict[int, tuple[int, int]] = {}
+    images: list[ImageRecord] = []
+    for index, raw in enumerate(data["images"]):
+        if not isinstance(raw, dict):
+            raise FormatError(f"expected an object, found {type(raw).__name__}", path=json_path,
+                              record=f"image index {index}")
+        image_id = _require(raw, "id", int, json_path, f"image index {index}")
+        where = f"image {image_id}"
+        image = ImageRecord(
+            image_id, _require(raw, "file_name", str, json_path, where),
+            _require(raw, "width", int, json_path, where), _require(raw, "height", int, json_path, where),
+            split=split, attributes={k: v for k, v in raw.items() if k not in _IMAGE_KEYS},
+        )
+        if image_id in sizes:
+            flag("image-id-duplicate", f"image id {image_id} is used again by {image.file_name!r}", image_id)
+            image.defect = "image-id-duplicate"
+        else:
+            sizes[image_id] = (image.height, image.width)
+        images.append(image)
+
+    if images:
+        folder = _images_dir(root, json_path, split, images_root, images[0].file_name)
+        for image in images:
+            image.path = folder / image.file_name if folder else None
+    dataset.images.extend(images)
+
+    seen_ids: set[int] = set()
+    for index, raw in enumerate(data["annotations"]):
+        if not isinstance(raw, dict):
+            raise FormatError(f"expected an object, found {type(raw).__name__}", path=json_path,
+                              record=f"annotation index {index}")
+        ann_id = _require(raw, "id", int, json_path, f"annotation index {index}")
+        where = f"annotation {ann_id}"
+        image_id = _require(raw, "image_id", int, json_path, where)
+        category_id = _require(raw, "category_id", int, json_path, where)
+        iscrowd = raw.get("iscrowd", 0)
+        if iscrowd not in (0, 1):  # also admits False/True (BDD100K)
+            raise FormatError(f"'iscrowd' must be 0 or 1, found {iscrowd!r}", path=json_path, record=where)
+        ann = Annotation(ann_id, image_id, category_id, None, bool(iscrowd), raw.get("score"), split,
+                         attributes={k: v for k, v in raw.items() if k not in _ANN_KEYS})
+        dataset.annotations.append(ann)
+
+        def defect(code: str, message: str, **details) -> None:
+            if ann.defect is None:
+                ann.defect = code
+            flag(code, message, image_id, ann_id, **details)
+
+        if ann_id in seen_ids:
+            defect("annotation-id-duplicate", f"annotation id {ann_id} is used again")
+        seen_ids.add(ann_id)
+        if category_id not in dataset.categories:
+            defect("category-unknown", f"category {category_id} is not in 'categories'")
+        size = sizes.get(image_id)
+        if size is None:
+            defect("image-ref-unknown", f"image {image_id} is not in 'images'")
+            continue
+        segmentation = raw.get("segmentation")
+        if segmentation is None or segmentation == []:
+            defect("mask-empty", "annotation has no segmentation")
+            continue
+        try:
+            if isinstance(segmentation, dict):
+                mask = Mask.from_rle(segmentation)
+                if mask.shape_hw != size:
+                    defect("rle-size-mismatch", f"RLE size {list(mask.shape_hw)} differs from image size "
+                           f"{list(size)} (height, width)")
+                    continue
+            elif isinstance(segmentation, list):
+                mask = Mask.from_polygons(segmentation, *size)
+            else:
+                raise MaskError(f"segmentation must be a list of polygons or an RLE dict, found "
+                                f"{type(segmentation).__name__}", code="rle-counts-invalid")
+        except MaskError as err:
+            defect(err.code, err.message)
+            continue
+        ann.mask = mask
+
+    dataset.meta[split] = {k: data[k] for k in ("info", "licenses") if k in data}
+
+
+def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
+    """Read a COCO instances JSON, or a folder of them (one per split).
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``*.json`` file, or a folder holding ``annotations/*.json``.
+    images_root : str or Path, optional
+        Where the image files are, when not beside the annotations.
+
+    Returns
+    -------
+    Dataset
+        With ``findings`` for every record that parsed but is wrong.
+
+    Raises
+    ------
+    FormatError
+        The file is not COCO: invalid JSON, a missing required key, a wrong type.
+    ReadError
+        A file cannot be opened.
+    """
+    path = Path(path)
+    files = _annotation_files(path)
+    if not files:
+        raise FormatError("no COCO annotation file found (looked for annotations/*.json and *.json "
+                          "holding 'images' and 'annotations')", path=path)
+    dataset = Dataset({}, [], [], source_format="coco")
+    root = path if path.is_dir() else path.parent
+    for json_path in files:
+        _read_split(json_path, dataset, Path(images_root) if images_root else None,
+                    root.parent if root.name == "annotations" else root)
+    return dataset
+
+
+def _encode(mask: Mask, encoding: str, tolerance: float) -> tuple[Any, float | None]:
+    """The JSON segmentation of a mask, and the IoU where the encoding lost pixels."""
+    face = mask.face if encoding == "keep" else encoding
+    if face == "polygon" and mask.area > 0:
+        polygons = mask.to_polygons(tolerance)
+        if tolerance == 0:
+            return polygons, None
+        written = Mask.from_polygons(polygons, *mask.shape_hw) if polygons else None
+        return polygons, written.iou(mask) if written else 0.0
+    if face == "uncompressed-rle":
+        runs = decode_rle_string(mask.rle["counts"])
+        return {"size": list(mask.shape_hw), "counts": runs.tolist()}, None
+    return {"size": list(mask.shape_hw), "counts": mask.rle["counts"].decode("ascii")}, None
+
+
+def write(
+    dataset: Dataset,
+    path: str | Path,
+    *,
+    mask_encoding: str = "keep",
+    tolerance: float = 0.0,
+    copy_images: bool = False,
+    overwrite: bool = False,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ConversionReport:
+    """Write one ``annotations/instances_<split>.json`` per split.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    path : str or Path
+        The destination folder; written atomically.
+    mask_encoding : {"keep", "polygon", "rle"}
+        ``keep`` writes each mask in the face it was read in; ``polygon`` is
+        lossless unless ``tolerance`` > 0; empty masks are written as RLE.
+    tolerance : float
+        Polygon simplification in pixels; every simplified mask is reported with its IoU.
+    copy_images : bool
+        Copy image files to ``images/<split>/``.
+    overwrite : bool
+        Replace a non-empty destination.
+    workers : int, optional
+        Processes encoding masks (default: all cores).
+    progress : callable, optional
+        Called with the number of images just encoded.
+
+    Returns
+    -------
+    ConversionReport
+        Skipped records, recomputed areas and boxes, simplifications.
+    """
+    if mask_encoding not in MASK_ENCODINGS:
+        raise ValueError(f"mask_encoding must be one of {sorted(MASK_ENCODINGS)}, found {mask_encoding!r}")
+    report = ConversionReport("coco")
+    grouped = dataset.annotations_by_image()
+    categories = [
+        {"id": c.id, "name": c.name, "supercategory": c.supercategory, **({} if c.isthing else {"isthing": 0})}
+        for c in dataset.categories.values()
+    ]
+    encode = partial(_image_json, mask_encoding=mask_encoding, tolerance=tolerance)
+    with output_dir(path, overwrite=overwrite) as staging:
+        (staging / "annotations").mkdir()
+        for split in dataset.splits:
+            images, annotations = [], []
+            jobs = ((image, grouped.get((split, image.id), [])) for image in dataset.images if image.split == split)
+            for image_json, ann_jsons, changes in map_images(encode, jobs, workers=workers, progress=progress):
+                report.changes.extend(changes)
+                if image_json is None:
+                    continue
+                images.append(image_json)
+                annotations.extend(ann_jsons)
+            if copy_images:
+                _copy_images(dataset, split, staging / "images" / split)
+            report.images_written += len(images)
+            report.annotations_written += len(annotations)
+            document = {**dataset.meta.get(split, {}), "images": images, "annotations": annotations,
+                        "categories": categories}
+            name = f"instances_{split}.json" if split else "instances.json"
+            # COCO's own key order (images before annotations): readers sniff the head of the file
+            (staging / "annotations" / name).write_bytes(dumps_json(document, sort_keys=False))
+    known = {(i.split, i.id) for i in dataset.images}
+    for ann in dataset.annotations:
+        if (ann.split, ann.image_id) not in known:
+            report.add("skipped", ann.split, ann.image_id, ann.id, ann.defect or "image-ref-unknown")
+    return report
+
+
+def _copy_images(dataset: Dataset, split: str, folder: Path) -> None:
+    for image in dataset.images:
+        if image.split == split and image.path is not None and image.path.is_file():
+            target = folder / image.file_name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(image.path, target)
+
+
+def _image_json(job: tuple[ImageRecord, list[Annotation]], *, mask_encoding: str, tolerance: float):
+    """One image's JSON records and the changes made to them (runs in a worker)."""
+    image, anns = job
+    changes: list[Change] = []
+    if image.defect:  # a repeated id: its annotations stay with the first image of that id
+        changes.append(Change("skipped", image.split, image.id, None, image.defect))
+        return None, [], changes
+    image_json = {"id": image.id, "file_name": image.file_name, "width": image.width,
+                  "height": image.height, **image.attributes}
+    ann_jsons = []
+    for ann in anns:
+        if ann.defect or ann.mask is None:
+            changes.append(Change("skipped", ann.split, ann.image_id, ann.id, ann.defect or "mask-missing"))
+        else:
+            ann_jsons.append(_annotation_json(ann, mask_encoding, tolerance, changes))
+    return image_json, ann_jsons, changes
+
+
+def _annotation_json(ann: Annotation, encoding: str, tolerance: float, changes: list[Change]) -> dict:
+    mask = ann.mask
+    segmentation, iou = _encode(mask, encoding, tolerance)
+    where = (ann.split, ann.image_id, ann.id)
+    if iou is not None:
+        changes.append(Change("simplified", *where, f"tolerance {tolerance} px", iou))
+    area, bbox = mask.area, list(mask.bbox_xywh)
+    stored_area, stored_bbox = ann.attributes.get("area"), ann.attributes.get("bbox")
+    if stored_area is not None and stored_area != area:
+        changes.append(Change("area-recomputed", *where, f"{stored_area} -> {area}"))
+    if stored_bbox is not None and stored_bbox != bbox:
+        changes.append(Change("bbox-recomputed", *where, f"{stored_bbox} -> {bbox}"))
+    record = {**ann.attributes, "id": ann.id, "image_id": ann.image_id, "category_id": ann.category_id,
+              "segmentation": segmentation, "area": area, "bbox": bbox, "iscrowd": int(ann.iscrowd)}
+    if ann.score is not None:
+        record["score"] = ann.score
+    return record

@@ -1,0 +1,16 @@
+"""Options shared by several commands: one name, one meaning, one help text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+Format = Annotated[Optional[str], typer.Option("--format", "-f", help="Input format; sniffed when absent.")]
+ImagesRoot = Annotated[Optional[Path], typer.Option("--images-root", help="Folder of the image files, "
+                                                    "when not beside the annotations.")]
+Json = Annotated[bool, typer.Option("--json", help="Print a JSON object (stable schema) instead of tables.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty destination.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", "-w", min=1,
+                                                help="Worker processes for per-image work [default: all cores].")]

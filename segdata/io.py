@@ -1,0 +1,90 @@
+"""File primitives: the one JSON reader, atomic writes, and safe output folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from segdata.errors import FormatError, OutputExistsError, ReadError
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a malformed file raises :class:`FormatError` with line and column."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ReadError(f"cannot read file ({err.strerror})", path=path) from err
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        try:  # Python's json writes NaN and Infinity, which orjson refuses; keep them for the checks
+            return json.loads(data)
+        except ValueError:
+            pass
+        reason = err.msg.split(":")[0]
+        raise FormatError(f"invalid JSON ({reason})", path=path,
+                          record=f"line {err.lineno} column {err.colno}") from err
+
+
+def dumps_json(obj: Any, *, indent: bool = False, sort_keys: bool = True) -> bytes:
+    """Serialize deterministically (NumPy scalars and arrays allowed).
+
+    ``sort_keys=False`` keeps the order the caller built, for formats whose
+    readers expect a conventional key order.
+    """
+    option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | (orjson.OPT_SORT_KEYS if sort_keys else 0)
+    if indent:
+        option |= orjson.OPT_INDENT_2
+    return orjson.dumps(obj, option=option)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write to a temporary sibling, then rename into place: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def output_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder that replaces ``path`` only when the block succeeds.
+
+    A destination that exists and is not empty is refused unless ``overwrite``;
+    an interrupted run leaves the old state, never half a dataset.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError("destination is a file, expected a folder", path=path)
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise OutputExistsError("destination is not empty; pass --overwrite to replace it", path=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield staging
+        if path.exists():
+            backup = path.with_name(f".{path.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(path, backup)
+            os.replace(staging, path)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

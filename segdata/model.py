@@ -1,0 +1,190 @@
+"""The one in-memory model every format is read into and written from.
+
+Ids are kept exactly as the source has them.  Image and annotation ids are
+unique within a split (``(split, id)`` is the key), because many tools number
+each split from 1.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from segdata.masks import Mask
+
+SEVERITIES = ("error", "warning", "info")
+
+
+@dataclass(slots=True)
+class Category:
+    """A class: ``id`` as in the source, ``isthing`` False for panoptic stuff."""
+
+    id: int
+    name: str
+    supercategory: str = ""
+    isthing: bool = True
+    color: tuple[int, int, int] | None = None
+
+
+@dataclass(slots=True)
+class ImageRecord:
+    """One image: where it is, how big, which split and group it belongs to.
+
+    ``void`` is the region the labels declare "ignore" (VOC's 255 band,
+    panoptic VOID); ``defect`` names why the record is unusable (a duplicate
+    id); ``attributes`` keeps source fields segdata does not
+    interpret, so that they survive a round trip.
+    """
+
+    id: int
+    file_name: str
+    width: int
+    height: int
+    split: str = ""
+    group: str | None = None
+    void: Mask | None = None
+    path: Path | None = None
+    defect: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Annotation:
+    """One instance.  ``mask`` is ``None`` when the record could not be decoded.
+
+    ``defect`` names the finding code that makes the record unusable for
+    conversion (it stays loaded, so validation can report it);
+    ``attributes`` keeps source fields such as the stored ``area`` and ``bbox``.
+    """
+
+    id: int
+    image_id: int
+    category_id: int
+    mask: Mask | None
+    iscrowd: bool = False
+    score: float | None = None
+    split: str = ""
+    defect: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Finding:
+    """A problem found in a dataset, located by split, image and annotation."""
+
+    code: str
+    severity: str
+    message: str
+    split: str = ""
+    image_id: int | None = None
+    annotation_id: int | None = None
+    path: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (stable keys)."""
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class Change:
+    """What a conversion did to one annotation."""
+
+    kind: str
+    split: str
+    image_id: int
+    annotation_id: int | None
+    detail: str
+    iou: float | None = None
+
+
+@dataclass
+class ConversionReport:
+    """Per-annotation account of a conversion: nothing changes unreported."""
+
+    format: str
+    images_written: int = 0
+    annotations_written: int = 0
+    changes: list[Change] = field(default_factory=list)
+
+    def add(self, kind: str, split: str, image_id: int, annotation_id: int | None, detail: str,
+            iou: float | None = None) -> None:
+        """Record one change."""
+        self.changes.append(Change(kind, split, image_id, annotation_id, detail, iou))
+
+    def counts(self) -> dict[str, int]:
+        """Number of changes of each kind, sorted by kind."""
+        return dict(sorted(Counter(c.kind for c in self.changes).items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: totals, counts by kind, and every change."""
+        ious = [c.iou for c in self.changes if c.iou is not None]
+        return {
+            "format": self.format,
+            "images_written": self.images_written,
+            "annotations_written": self.annotations_written,
+            "changes_by_kind": self.counts(),
+            "mean_iou": sum(ious) / len(ious) if ious else None,
+            "changes": [asdict(c) for c in self.changes],
+        }
+
+
+@dataclass
+class Dataset:
+    """Categories, images and annotations of every split, plus what reading found.
+
+    ``findings`` holds the defects a reader flagged (records that parse but
+    are wrong); ``meta`` keeps per-split source fields (COCO ``info``,
+    ``licenses``) for round trips.
+    """
+
+    categories: dict[int, Category]
+    images: list[ImageRecord]
+    annotations: list[Annotation]
+    findings: list[Finding] = field(default_factory=list)
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source_format: str = ""
+    _by_image: dict[tuple[str, int], list[Annotation]] | None = field(default=None, repr=False)
+
+    @property
+    def splits(self) -> list[str]:
+        """Split names in order of first appearance."""
+        return list(dict.fromkeys(image.split for image in self.images))
+
+    def annotations_by_image(self) -> dict[tuple[str, int], list[Annotation]]:
+        """Annotations grouped by ``(split, image_id)``, in file order."""
+        if self._by_image is None:
+            grouped: dict[tuple[str, int], list[Annotation]] = defaultdict(list)
+            for ann in self.annotations:
+                grouped[(ann.split, ann.image_id)].append(ann)
+            self._by_image = dict(grouped)
+        return self._by_image
+
+    def iter_images(self) -> Iterator[tuple[ImageRecord, list[Annotation]]]:
+        """Each image with its annotations, so that masks are decoded one image at a time."""
+        grouped = self.annotations_by_image()
+        for image in self.images:
+            yield image, grouped.get((image.split, image.id), [])
+
+    def images_frame(self) -> pd.DataFrame:
+        """One row per image: split, id, file_name, width, height, group."""
+        return pd.DataFrame(
+            [(i.split, i.id, i.file_name, i.width, i.height, i.group) for i in self.images],
+            columns=["split", "id", "file_name", "width", "height", "group"],
+        )
+
+    def annotations_frame(self) -> pd.DataFrame:
+        """One row per annotation: split, id, image_id, category_id, iscrowd, face, defect."""
+        return pd.DataFrame(
+            [
+                (a.split, a.id, a.image_id, a.category_id, a.iscrowd,
+                 a.mask.face if a.mask is not None else None, a.defect)
+                for a in self.annotations
+            ],
+            columns=["split", "id", "image_id", "category_id", "iscrowd", "face", "defect"],
+        )

@@ -1,0 +1,116 @@
+"""segdata/masks.py: the mask value type and lossless polygons."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from pycocotools import mask as coco_mask
+
+from segdata.errors import MaskError
+from segdata.masks import Mask, bitmap_to_polygons, decode_rle_string
+from tests.cases import MASKS
+
+
+def decode_polygons(polygons, h, w) -> np.ndarray:
+    """Rasterize with plain pycocotools: the reference the guarantee is stated against."""
+    if not polygons:
+        return np.zeros((h, w), bool)
+    return coco_mask.decode(coco_mask.merge(coco_mask.frPyObjects(polygons, h, w))).astype(bool)
+
+
+@pytest.mark.parametrize("bitmap", MASKS)
+def test_polygons_decode_to_the_identical_mask(bitmap):
+    polygons = Mask.from_bitmap(bitmap).to_polygons()
+    assert np.array_equal(decode_polygons(polygons, *bitmap.shape), bitmap)
+
+
+@pytest.mark.parametrize("bitmap", MASKS)
+def test_each_part_is_one_ring_and_holes_stay_in_it(bitmap):
+    parts = cv2.connectedComponents(bitmap.view(np.uint8), connectivity=8)[0] - 1
+    assert len(bitmap_to_polygons(bitmap)) == parts
+
+
+@settings(max_examples=300, deadline=None)
+@given(arrays(bool, st.tuples(st.integers(1, 24), st.integers(1, 24)), elements=st.booleans()))
+def test_random_masks_round_trip_exactly(bitmap):
+    polygons = Mask.from_bitmap(bitmap).to_polygons()
+    assert np.array_equal(decode_polygons(polygons, *bitmap.shape), bitmap)
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays(bool, st.tuples(st.integers(1, 30), st.integers(1, 30)), elements=st.booleans()))
+def test_rle_string_decoder_matches_pycocotools(bitmap):
+    rle = coco_mask.encode(np.asfortranarray(bitmap, dtype=np.uint8))
+    runs = decode_rle_string(rle["counts"])
+    flat = bitmap.ravel(order="F")
+    rebuilt = np.repeat(np.arange(runs.size) % 2, runs).astype(bool)
+    assert runs.sum() == bitmap.size and np.array_equal(rebuilt, flat)
+
+
+def test_vertices_are_pixel_corners_of_an_axis_aligned_outline():
+    (ring,) = bitmap_to_polygons(np.ones((2, 3), bool))
+    assert ring == [0, 0, 0, 2, 3, 2, 3, 0]
+
+
+def test_tolerance_simplifies_and_iou_measures_the_loss():
+    yy, xx = np.mgrid[:80, :80]
+    disk = (yy - 40) ** 2 + (xx - 40) ** 2 < 30**2
+    mask = Mask.from_bitmap(disk)
+    exact, simple = mask.to_polygons(), mask.to_polygons(tolerance=2.0)
+    assert len(simple[0]) < len(exact[0]) / 3
+    iou = Mask.from_polygons(simple, 80, 80).iou(mask)
+    assert 0.95 < iou < 1.0
+
+
+def test_faces_agree_on_area_and_bbox():
+    square = Mask.from_polygons([[0, 0, 10, 0, 10, 10, 0, 10]], 20, 20)
+    as_rle = Mask.from_rle({"size": [20, 20], "counts": square.rle["counts"].decode()})
+    as_bitmap = Mask.from_bitmap(square.to_bitmap())
+    assert {m.area for m in (square, as_rle, as_bitmap)} == {100}
+    assert {m.bbox_xywh for m in (square, as_rle, as_bitmap)} == {(0.0, 0.0, 10.0, 10.0)}
+    assert (square.face, as_rle.face, as_bitmap.face) == ("polygon", "rle", "bitmap")
+    assert square.iou(as_bitmap) == 1.0
+
+
+def test_uncompressed_rle_is_read_column_major():
+    # runs down the columns: 1 background, 2 foreground (row 1 of col 0, row 0 of col 1), 3 background
+    mask = Mask.from_rle({"size": [2, 3], "counts": [1, 2, 3]})
+    assert mask.face == "uncompressed-rle"
+    assert mask.to_bitmap().astype(int).tolist() == [[0, 1, 0], [1, 0, 0]]
+
+
+@pytest.mark.parametrize(
+    ("build", "code", "match"),
+    [
+        pytest.param(lambda: Mask.from_rle({"size": [3, 3], "counts": [4, 4]}), "rle-counts-invalid",
+                     r"sum to 8, expected 9 \(3×3\)", id="uncompressed-sum"),
+        pytest.param(lambda: Mask.from_rle({"size": [3, 3], "counts": "52203"}), "rle-counts-invalid",
+                     "sum to 16, expected 9", id="compressed-sum"),
+        pytest.param(lambda: Mask.from_rle({"size": [3, 3], "counts": "5\\"}), "rle-counts-invalid",
+                     "negative or corrupt", id="compressed-truncated"),
+        pytest.param(lambda: Mask.from_rle({"size": [3], "counts": "9"}), "rle-counts-invalid",
+                     r"\[height, width\]", id="size-rank"),
+        pytest.param(lambda: Mask.from_polygons([[1, 1, 5, 5]], 9, 9), "polygon-box-ambiguous",
+                     "reads as a box", id="four-numbers"),
+        pytest.param(lambda: Mask.from_polygons([[1, 1, 5, 5, 3]], 9, 9), "polygon-odd-coordinates",
+                     "5 coordinates", id="odd"),
+        pytest.param(lambda: Mask.from_polygons([[1, 1]], 9, 9), "polygon-too-few-points",
+                     "1 points", id="one-point"),
+        pytest.param(lambda: Mask.from_polygons([[1, 1, 5, float("nan"), 3, 3]], 9, 9),
+                     "coordinate-non-finite", "NaN", id="nan"),
+        pytest.param(lambda: Mask.from_polygons([], 9, 9), "polygon-too-few-points", "empty", id="no-rings"),
+    ],
+)
+def test_undecodable_input_raises_with_a_finding_code(build, code, match):
+    with pytest.raises(MaskError, match=match) as caught:
+        build()
+    assert caught.value.code == code
+
+
+def test_iou_refuses_masks_of_different_images():
+    with pytest.raises(MaskError, match=r"\(4, 4\) mask with a \(5, 5\) mask"):
+        Mask.from_bitmap(np.ones((4, 4))).iou(Mask.from_bitmap(np.ones((5, 5))))
