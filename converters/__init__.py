@@ -7,7 +7,7 @@ from types import ModuleType
 
 from segdata.converters import coco
 from segdata.errors import FormatError, UsageError
-from segdata.model import ConversionReport, Dataset
+from segdata.model import Dataset
 
 #: Format name -> module, in the order ``sniff`` tries them.
 FORMATS: dict[str, ModuleType] = {"coco": coco}
@@ -39,21 +39,3 @@ def read(path: str | Path, format: str | None = None, **options) -> Dataset:
     """Read ``path`` with the named format, or the one :func:`sniff` finds."""
     return get(format or sniff(path)).read(path, **options)
 
-
-def convert(
-    source: str | Path,
-    destination: str | Path,
-    *,
-    to: str,
-    source_format: str | None = None,
-    read_options: dict | None = None,
-    write_options: dict | None = None,
-) -> ConversionReport:
-    """Read ``source`` and write it as ``to``; the report accounts for every record.
-
-    Records the reader flagged as unusable are skipped by the writer, each
-    listed with its reason; nothing is dropped silently.
-    """
-    writer = get(to)
-    dataset = read(source, source_format, **(read_options or {}))
-    return writer.write(dataset, destination, **(write_options or {}))

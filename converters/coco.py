@@ -37,11 +37,16 @@ _IMAGE_KEYS = {"id", "file_name", "width", "height"}
 MASK_ENCODINGS = ("keep", "polygon", "rle")
 
 
+_SPLIT_ORDER = {"train": 0, "val": 1, "validation": 1, "test": 2}
+
+
 def _annotation_files(path: Path) -> list[Path]:
+    """The split files of a dataset, in the order people read splits: train, val, test, others."""
     if path.is_file():
         return [path]
     candidates = sorted((path / "annotations").glob("*.json")) or sorted(path.glob("*.json"))
-    return [p for p in candidates if _looks_like_coco(p)]
+    found = [p for p in candidates if _looks_like_coco(p)]
+    return sorted(found, key=lambda p: (_SPLIT_ORDER.get(_split_name(p), 3), p.name))
 
 
 def _looks_like_coco(path: Path) -> bool:

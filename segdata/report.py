@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from segdata.io import dumps_json
@@ -15,6 +18,15 @@ def write_json(obj: Any) -> None:
     """Print ``obj`` as indented JSON (sorted keys) on stdout."""
     sys.stdout.buffer.write(dumps_json(obj, indent=True) + b"\n")
     sys.stdout.flush()
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr; yields the callback library jobs call with items done."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda done: progress.advance(task, done)
 
 
 def render_summary(summary: dict[str, Any], console: Console) -> None:
@@ -71,3 +83,44 @@ def render_conversion(report: dict[str, Any], console: Console) -> None:
     console.print(table)
     if report["mean_iou"] is not None:
         console.print(f"mean IoU of changed masks: {report['mean_iou']:.4f}")
+
+
+def render_findings(result: dict[str, Any], console: Console, *, first: int = 3) -> None:
+    """Summary table by code and severity, then the first findings of each code.
+
+    ``result`` is the ``{"findings": [...], "summary": {...}}`` object
+    ``segdata validate --json`` prints.
+    """
+    summary = result["summary"]
+    if not summary["total"]:
+        console.print("no findings")
+        return
+    styles = {"error": "red", "warning": "yellow", "info": "cyan"}
+    table = Table(title="findings", title_justify="left")
+    table.add_column("code")
+    table.add_column("severity")
+    table.add_column("count", justify="right")
+    for code, entry in summary["by_code"].items():
+        table.add_row(code, f"[{styles[entry['severity']]}]{entry['severity']}[/]", f"{entry['count']:,}")
+    console.print(table)
+    console.print(", ".join(f"{n:,} {s}" for s, n in summary["by_severity"].items()))
+    shown: dict[str, int] = {}
+    for finding in result["findings"]:
+        count = shown.get(finding["code"], 0)
+        shown[finding["code"]] = count + 1
+        if count < first:
+            console.print(f"[{styles[finding['severity']]}]{finding['code']}[/] {finding['message']}",
+                          highlight=False, soft_wrap=True)
+        elif count == first:
+            total = summary["by_code"][finding["code"]]["count"]
+            console.print(f"  … {total - first:,} more {finding['code']}", highlight=False)
+
+
+def render_repairs(fix: dict[str, Any], console: Console) -> None:
+    """What ``segdata validate --fix`` changed, one line per change, and where it wrote."""
+    changes = fix["changes"]
+    console.print(f"wrote the repaired dataset to {fix['path']} ({len(changes):,} change(s))", highlight=False)
+    for change in changes:
+        console.print(f"  {change['kind']} {change['split']} image {change['image_id']}, annotation "
+                      f"{change['annotation_id']}: {change['detail']} ({change['pixels_moved']:,} px moved)",
+                      highlight=False, soft_wrap=True)

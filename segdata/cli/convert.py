@@ -12,7 +12,7 @@ from rich.console import Console
 from segdata import converters
 from segdata.cli._options import ImagesRoot, Json, Overwrite, Workers
 from segdata.io import dumps_json, write_bytes_atomic
-from segdata.report import render_conversion, write_json
+from segdata.report import progress_bar, render_conversion, write_json
 
 
 class MaskEncoding(str, Enum):
@@ -44,12 +44,12 @@ def convert(
 
     Example: $ segdata convert sample_datasets/coco out/ --to coco --mask-encoding polygon
     """
-    result = converters.convert(
-        source, destination, to=to, source_format=source_format,
-        read_options={"images_root": images_root} if images_root else {},
-        write_options={"mask_encoding": mask_encoding.value, "tolerance": tolerance,
-                       "copy_images": copy_images, "overwrite": overwrite, "workers": workers},
-    ).to_dict()
+    dataset = converters.read(source, source_format, **({"images_root": images_root} if images_root else {}))
+    with progress_bar(f"writing {to}", len(dataset.images)) as progress:
+        result = converters.get(to).write(
+            dataset, destination, mask_encoding=mask_encoding.value, tolerance=tolerance,
+            copy_images=copy_images, overwrite=overwrite, workers=workers, progress=progress,
+        ).to_dict()
     if report:
         write_bytes_atomic(report, dumps_json(result, indent=True))
     if json:

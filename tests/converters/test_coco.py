@@ -154,5 +154,5 @@ def test_tolerance_reports_the_iou_of_every_simplified_mask(samples_dir, tmp_pat
 
 def test_splits_and_image_folders_are_found(samples_dir):
     dataset = coco.read(samples_dir / "coco")
-    assert dataset.splits == ["test", "train", "val"]
+    assert dataset.splits == ["train", "val", "test"]  # the order people read splits in
     assert all(image.path is not None and image.path.is_file() for image in dataset.images)
