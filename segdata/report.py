@@ -124,3 +124,33 @@ def render_repairs(fix: dict[str, Any], console: Console) -> None:
         console.print(f"  {change['kind']} {change['split']} image {change['image_id']}, annotation "
                       f"{change['annotation_id']}: {change['detail']} ({change['pixels_moved']:,} px moved)",
                       highlight=False, soft_wrap=True)
+
+
+def render_compose(result: dict[str, Any], console: Console) -> None:
+    """What ``segdata semantic`` wrote and decided: contested, hidden, crowd and void pixels."""
+    totals, options = result["totals"], result["settings"]
+    console.print(f"wrote {totals['images']:,} class maps ({result['class_dtype']}) to {result['destination']}"
+                  f" — overlap {options['overlap']}, crowd {options['crowd']}, void {options['void_value']},"
+                  f" background {options['background_value']}", highlight=False)
+    table = Table(title="composition", title_justify="left")
+    table.add_column("measure")
+    table.add_column("count", justify="right")
+    rows = [("instances painted", totals["instances"]), ("crowd regions", totals["crowd_instances"]),
+            ("contested pixels (≥ 2 instances)", totals["contested_px"]),
+            ("  won under the policy", totals["won_by_policy_px"]),
+            ("  won by annotation order (tie)", totals["won_by_order_px"]),
+            ("  made void", totals["voided_px"]),
+            ("images with contested pixels", totals["images_with_contested_px"]),
+            ("fully hidden instances", len(totals["hidden"])), ("crowd pixels", totals["crowd_px"]),
+            ("void pixels", totals["void_px"]), ("skipped annotations", len(totals["skipped"])),
+            ("skipped images", len(totals["images_skipped"]))]
+    for label, count in rows:
+        table.add_row(label, f"{count:,}")
+    console.print(table)
+    for hidden in totals["hidden"][:10]:
+        console.print(f"hidden: annotation {hidden['annotation_id']} (image {hidden['image_id']}"
+                      f"{', split ' + hidden['split'] if hidden['split'] else ''})")
+    if len(totals["hidden"]) > 10:
+        console.print(f"… and {len(totals['hidden']) - 10} more hidden (see --json)")
+    if "preview" in result:
+        console.print(f"preview of {result['preview']['images']} images: {result['preview']['path']}")

@@ -1,1 +1,134 @@
-"""Dataset checks: each yields :class:`~segdata.model.Finding` objects under a stable code."""
+"""Checks of a dataset's files, schema, geometry, consistency and overlaps, each yielding findings.
+
+A check is a function ``(dataset, context) -> Iterable[Finding]``, registered
+in :mod:`segdata.validators._registry` under the stable codes it emits, each
+with a default severity; one module per family (``files``, ``schema``,
+``geometry``, ``consistency``, ``overlap``).  :func:`validate` runs them;
+repairs are separate (:func:`segdata.validators.repair.repair`) and never
+happen silently.
+
+Examples
+--------
+>>> from segdata.model import Annotation, Category, Dataset, ImageRecord
+>>> from segdata.masks import Mask
+>>> square = Mask.from_polygons([[0, 0, 4, 0, 4, 4, 0, 4]], 8, 8)
+>>> dataset = Dataset({1: Category(1, "a")}, [ImageRecord(1, "a.png", 8, 8)],
+...                   [Annotation(1, 1, 1, square, attributes={"area": 16, "bbox": [0, 0, 4, 4]})])
+>>> [f.code for f in validate(dataset, skip=["file-missing"], workers=1)]
+[]
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from segdata.errors import UsageError
+from segdata.model import SEVERITIES, Dataset, Finding
+from segdata.validators import consistency, files, geometry, overlap, schema  # noqa: F401  (they register)
+from segdata.validators._registry import CHECKS, CODES, OVERLAP_MODES, Context
+
+__all__ = ["CODES", "FAIL_ON", "OVERLAP_MODES", "fails", "select_codes", "summarize_findings", "validate"]
+
+#: Thresholds for :func:`fails`: the lowest severity that fails, or never.
+FAIL_ON = ("error", "warning", "info", "never")
+_RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
+
+
+def select_codes(only: Iterable[str] | None = None, skip: Iterable[str] | None = None) -> frozenset[str]:
+    """The codes to report: ``only`` (default: all) minus ``skip``, each checked against the registry.
+
+    Raises
+    ------
+    UsageError
+        A code is not registered; the message lists the known codes, sorted.
+    """
+    only, skip = (None if only is None else list(only)), list(skip or ())
+    unknown = sorted({*(only or ()), *skip} - set(CODES))
+    if unknown:
+        raise UsageError(f"unknown finding code(s) {', '.join(unknown)}; known codes: {', '.join(sorted(CODES))}")
+    return frozenset(CODES if only is None else only) - set(skip)
+
+
+def validate(
+    dataset: Dataset,
+    *,
+    only: Iterable[str] | None = None,
+    skip: Iterable[str] | None = None,
+    overlap_mode: str = "instance",
+    min_area: int = 4,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Finding]:
+    """Run every registered check (or the selected ones) and return their findings.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        As a reader returned it; its ``findings`` (defects the reader flagged) are reported too.
+    only, skip : iterable of str, optional
+        Finding codes to report (default: all) and to leave out.
+    overlap_mode : {"instance", "panoptic", "semantic"}
+        What the dataset promises about overlaps (see :mod:`segdata.validators.overlap`).
+    min_area : int
+        Masks with fewer pixels (but at least one) are ``mask-tiny``.
+    workers : int, optional
+        Processes for the per-image checks (default: all cores).
+    progress : callable, optional
+        Called with the number of images just finished, once per per-image check.
+
+    Returns
+    -------
+    list of Finding
+        In registry order (files, schema, geometry, consistency, overlap), then image order.
+
+    Raises
+    ------
+    UsageError
+        An unknown code, overlap mode, or a ``min_area`` below 1.
+    """
+    codes = select_codes(only, skip)
+    if overlap_mode not in OVERLAP_MODES:
+        raise UsageError(f"overlap_mode must be one of {', '.join(sorted(OVERLAP_MODES))}, found {overlap_mode!r}")
+    if min_area < 1:
+        raise UsageError(f"min_area must be at least 1 pixel, found {min_area}")
+    context = Context(codes, overlap_mode, min_area, workers, progress)
+    findings: list[Finding] = []
+    for check in CHECKS.values():
+        if context.wants(*check.codes):
+            findings.extend(f for f in check.fn(dataset, context) if f.code in codes)
+    return findings
+
+
+def summarize_findings(findings: Iterable[Finding]) -> dict:
+    """Counts by severity and by code, the JSON ``summary`` of ``segdata validate``.
+
+    Returns
+    -------
+    dict
+        ``{"total": n, "by_severity": {"error": n, "warning": n, "info": n},
+        "by_code": {code: {"severity": s, "count": n}}}``, codes sorted; a code
+        that appears with two severities (overlaps by mode) keeps the highest.
+    """
+    findings = list(findings)
+    by_severity = Counter(f.severity for f in findings)
+    by_code: dict[str, dict] = {}
+    for f in sorted(findings, key=lambda f: (f.code, _RANK[f.severity])):
+        entry = by_code.setdefault(f.code, {"severity": f.severity, "count": 0})
+        entry["count"] += 1
+    return {"total": len(findings), "by_severity": {s: by_severity[s] for s in SEVERITIES}, "by_code": by_code}
+
+
+def fails(findings: Iterable[Finding], fail_on: str = "error") -> bool:
+    """True when any finding is at or above ``fail_on`` (``never``: always False).
+
+    Examples
+    --------
+    >>> fails([Finding("mask-tiny", "warning", "…")], "error"), fails([Finding("mask-tiny", "warning", "…")], "warning")
+    (False, True)
+    """
+    if fail_on not in FAIL_ON:
+        raise UsageError(f"fail_on must be one of {', '.join(FAIL_ON)}, found {fail_on!r}")
+    if fail_on == "never":
+        return False
+    return any(_RANK[f.severity] <= _RANK[fail_on] for f in findings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,3 +15,15 @@ Json = Annotated[bool, typer.Option("--json", help="Print a JSON object (stable 
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty destination.")]
 Workers = Annotated[Optional[int], typer.Option("--workers", "-w", min=1,
                                                 help="Worker processes for per-image work [default: all cores].")]
+
+
+class Severity(str, Enum):
+    """Thresholds of ``--fail-on``."""
+
+    error = "error"
+    warning = "warning"
+    info = "info"
+    never = "never"
+
+
+FailOn = Annotated[Severity, typer.Option("--fail-on", help="Exit 1 when a finding is at or above this severity.")]
