@@ -51,8 +51,11 @@ def decode_rle_string(counts: bytes | str) -> np.ndarray:
     more = (chars & 0x20) != 0
     if more[-1]:
         return np.array([-1], dtype=np.int64)  # a number cut off mid-way
-    starts = np.flatnonzero(np.r_[True, ~more[:-1]])
-    group = np.cumsum(np.r_[False, ~more[:-1]])
+    boundary = np.empty(chars.size, bool)  # a number starts after one without the "more" bit
+    boundary[0] = True
+    np.logical_not(more[:-1], out=boundary[1:])
+    starts = np.flatnonzero(boundary)
+    group = np.cumsum(boundary) - 1
     position = np.arange(chars.size) - starts[group]
     if position.max() > 11:
         return np.array([-1], dtype=np.int64)  # longer than any uint32 run

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from segdata import __version__
-from segdata.cli import convert, info, validate
+from segdata.cli import convert, info, semantic, validate
 from segdata.errors import SegdataError
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app = typer.Typer(
 )
 app.command("info")(info.info)
 app.command("convert")(convert.convert)
+app.command("semantic")(semantic.semantic)
 app.command("validate")(validate.validate)
 
 _debug = False
