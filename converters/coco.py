@@ -145,7 +145,9 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
     dataset.images.extend(images)
 
     seen_ids: set[int] = set()
-    for index, raw in enumerate(data["annotations"]):
+    raw_annotations = data.pop("annotations")
+    for index, raw in enumerate(raw_annotations):
+        raw_annotations[index] = None  # free each parsed record once it is converted: flat peak memory
         if not isinstance(raw, dict):
             raise FormatError(f"expected an object, found {type(raw).__name__}", path=json_path,
                               record=f"annotation index {index}")

@@ -27,10 +27,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as _coco_mask
 
 from segdata.errors import SegdataError, UsageError
-from segdata.masks import Mask, decode_rle_string
 from segdata.model import Annotation, Category, ImageRecord
 
 #: How a pixel covered by several non-crowd instances is decided.
@@ -282,7 +280,7 @@ def _usable_crop(image: ImageRecord, ann: Annotation, config: ComposeSettings,
     if config.overlap == "score" and not ann.iscrowd and ann.score is None:
         raise ComposeError("overlap='score' needs a score on every instance; this one has none",
                            record=where)
-    return crop_mask(ann.mask)
+    return ann.mask.to_crop()
 
 
 def _few(ids: frozenset[int]) -> str:
@@ -356,60 +354,9 @@ def _annotation_id(things: list, value: int) -> int:
 
 def _image_void(image: ImageRecord) -> np.ndarray:
     void = np.zeros((image.height, image.width), bool)
-    x0, y0, crop = crop_mask(image.void)
+    x0, y0, crop = image.void.to_crop()
     void[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
     return void
-
-
-def mask_rle(mask: Mask) -> dict:
-    """The mask's compressed RLE, without caching it on a polygon mask (memory stays flat)."""
-    polygons = mask.source_polygons
-    if polygons is None:
-        return mask.rle
-    parts = _coco_mask.frPyObjects(polygons, mask.height, mask.width)
-    return _coco_mask.merge(parts) if len(parts) > 1 else parts[0]
-
-
-def crop_mask(mask: Mask) -> tuple[int, int, np.ndarray]:
-    """Decode a mask only inside its bounding box.
-
-    Returns
-    -------
-    x0, y0 : int
-        Top-left corner of the box (column, row).
-    crop : ndarray of shape (box height, box width) and dtype bool
-        Empty (0×0) for an empty mask.
-
-    Examples
-    --------
-    >>> x0, y0, crop = crop_mask(Mask.from_polygons([[2, 1, 5, 1, 5, 3, 2, 3]], 6, 8))
-    >>> (x0, y0), crop.shape, bool(crop.all())
-    ((2, 1), (2, 3), True)
-    """
-    height = mask.height
-    rle = mask_rle(mask)
-    runs = decode_rle_string(rle["counts"])
-    ends = np.cumsum(runs)
-    on_end = ends[1::2]
-    on_start = on_end - runs[1::2]
-    nonempty = on_end > on_start
-    on_start, on_end = on_start[nonempty], on_end[nonempty]
-    if on_start.size == 0:
-        return 0, 0, np.zeros((0, 0), bool)
-    col_start, row_start = np.divmod(on_start, height)
-    col_last, row_last = np.divmod(on_end - 1, height)
-    x0, x1 = int(col_start[0]), int(col_last[-1]) + 1
-    if (col_start != col_last).any():  # a run wraps to the next column: the box spans every row
-        y0, y1 = 0, height
-    else:
-        y0, y1 = int(row_start.min()), int(row_last.max()) + 1
-    box_h = y1 - y0
-    # column-major within the box: a run's start and (exclusive) end become +1 / -1 steps
-    steps = np.zeros((x1 - x0) * box_h + 1, np.int8)
-    steps[(col_start - x0) * box_h + row_start - y0] = 1
-    steps[(col_last - x0) * box_h + row_last - y0 + 1] -= 1
-    crop = np.cumsum(steps[:-1], dtype=np.int8).view(bool).reshape(x1 - x0, box_h).T
-    return x0, y0, crop
 
 
 def report_totals(reports: Sequence[ImageComposeReport]) -> dict[str, Any]:

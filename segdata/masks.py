@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 from pycocotools import mask as _coco_mask
 
@@ -205,6 +204,56 @@ class Mask:
         """Decode to a ``(height, width)`` bool array."""
         return _coco_mask.decode(self.rle).view(bool)
 
+    def _rle_uncached(self) -> dict:
+        """The RLE without caching it on a polygon mask, so per-image jobs keep memory flat."""
+        if self._rle is not None:
+            return self._rle
+        parts = _coco_mask.frPyObjects(self._polygons, self.height, self.width)
+        return _coco_mask.merge(parts) if len(parts) > 1 else parts[0]
+
+    def to_crop(self) -> tuple[int, int, np.ndarray]:
+        """Decode the mask only inside its bounding box.
+
+        Painting and tracing need only the box; decoding the whole image per
+        instance is where naive loops spend their time.
+
+        Returns
+        -------
+        x0, y0 : int
+            Top-left corner of the box (column, row).
+        crop : ndarray of shape (box height, box width) and dtype bool
+            Empty (0×0) for an empty mask.
+
+        Examples
+        --------
+        >>> x0, y0, crop = Mask.from_polygons([[2, 1, 5, 1, 5, 3, 2, 3]], 6, 8).to_crop()
+        >>> (x0, y0), crop.shape, bool(crop.all())
+        ((2, 1), (2, 3), True)
+        """
+        height = self.height
+        runs = decode_rle_string(self._rle_uncached()["counts"])
+        ends = np.cumsum(runs)
+        on_end = ends[1::2]
+        on_start = on_end - runs[1::2]
+        nonempty = on_end > on_start
+        on_start, on_end = on_start[nonempty], on_end[nonempty]
+        if on_start.size == 0:
+            return 0, 0, np.zeros((0, 0), bool)
+        col_start, row_start = np.divmod(on_start, height)
+        col_last, row_last = np.divmod(on_end - 1, height)
+        x0, x1 = int(col_start[0]), int(col_last[-1]) + 1
+        if (col_start != col_last).any():  # a run wraps to the next column: the box spans every row
+            y0, y1 = 0, height
+        else:
+            y0, y1 = int(row_start.min()), int(row_last.max()) + 1
+        box_h = y1 - y0
+        # column-major within the box: a run's start and (exclusive) end become +1 / -1 steps
+        steps = np.zeros((x1 - x0) * box_h + 1, np.int8)
+        steps[(col_start - x0) * box_h + row_start - y0] = 1
+        steps[(col_last - x0) * box_h + row_last - y0 + 1] -= 1
+        crop = np.cumsum(steps[:-1], dtype=np.int8).view(bool).reshape(x1 - x0, box_h).T
+        return x0, y0, crop
+
     def to_polygons(self, tolerance: float = 0.0) -> list[list[float]]:
         """COCO polygons that rasterize back to exactly this mask.
 
@@ -215,10 +264,7 @@ class Mask:
         """
         if tolerance == 0 and self._polygons is not None:
             return self._polygons
-        x0, y0, w, h = (int(v) for v in self.bbox_xywh)
-        if w == 0 or h == 0:
-            return []
-        crop = self.to_bitmap()[y0 : y0 + h, x0 : x0 + w]
+        x0, y0, crop = self.to_crop()
         return bitmap_to_polygons(crop, tolerance=tolerance, offset_xy=(x0, y0))
 
     # measures ---------------------------------------------------------------------
@@ -291,14 +337,18 @@ def bitmap_to_polygons(
     >>> bitmap_to_polygons(np.ones((2, 3), bool))
     [[0, 0, 0, 2, 3, 2, 3, 0]]
     """
+    import cv2  # imported here: only tracing needs it, and it costs 16 MB at import
+
     bitmap = np.asarray(bitmap)
     if bitmap.ndim != 2:
         raise MaskError(f"a bitmap must be 2-D (height, width), found shape {bitmap.shape}", code="mask-shape")
-    height, width = bitmap.shape
+    inside = (bitmap != 0).view(np.uint8)
+    x0, y0, width, height = cv2.boundingRect(inside)  # trace only the box: 4× its pixels, not the image's
+    offset_xy = (offset_xy[0] + x0, offset_xy[1] + y0)
     doubled = np.zeros((2 * height + 2, 2 * width + 2), np.uint8)
     if height and width:
         doubled[1:-1, 1:-1] = cv2.resize(
-            (bitmap != 0).view(np.uint8), (2 * width, 2 * height), interpolation=cv2.INTER_NEAREST
+            inside[y0 : y0 + height, x0 : x0 + width], (2 * width, 2 * height), interpolation=cv2.INTER_NEAREST
         )
     contours, hierarchy = cv2.findContours(doubled, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE, offset=(-1, -1))
     if not contours:

@@ -11,11 +11,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from segdata.masks import Mask
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -173,6 +174,8 @@ class Dataset:
 
     def images_frame(self) -> pd.DataFrame:
         """One row per image: split, id, file_name, width, height, group."""
+        import pandas as pd  # imported here: it costs 40 MB and most jobs never need a frame
+
         return pd.DataFrame(
             [(i.split, i.id, i.file_name, i.width, i.height, i.group) for i in self.images],
             columns=["split", "id", "file_name", "width", "height", "group"],
@@ -180,6 +183,8 @@ class Dataset:
 
     def annotations_frame(self) -> pd.DataFrame:
         """One row per annotation: split, id, image_id, category_id, iscrowd, face, defect."""
+        import pandas as pd
+
         return pd.DataFrame(
             [
                 (a.split, a.id, a.image_id, a.category_id, a.iscrowd,

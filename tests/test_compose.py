@@ -9,13 +9,12 @@ import pytest
 from hypothesis import given, settings as hyp_settings, strategies as st
 from PIL import Image
 
-from segdata.compose import ComposeError, compose_image, crop_mask, settings
+from segdata.compose import ComposeError, compose_image, settings
 from segdata.converters import coco
 from segdata.errors import UsageError
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord
 from segdata.semantic import map_path, write_maps
-from tests.cases import MASKS
 from tests.conftest import run_segdata
 
 def _png(path, *, mode=False):
@@ -127,17 +126,6 @@ def test_every_policy_matches_the_naive_painter(scene, overlap, crowd):
     assert report.crowd_px == crowd_px
     assert report.void_px == int((classes == 255).sum())
     assert report.hidden_annotation_ids == hidden
-
-
-@pytest.mark.parametrize("bitmap", MASKS)
-def test_crop_decode_equals_full_decode(bitmap):
-    mask = Mask.from_bitmap(bitmap)
-    x0, y0, crop = crop_mask(mask)
-    full = np.zeros(bitmap.shape, bool)
-    full[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
-    np.testing.assert_array_equal(full, mask.to_bitmap())
-    if bitmap.any():
-        assert (x0, y0, crop.shape[1], crop.shape[0]) == tuple(int(v) for v in mask.bbox_xywh)
 
 
 def test_ties_go_to_the_later_annotation_and_are_counted():

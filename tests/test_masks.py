@@ -51,6 +51,17 @@ def test_rle_string_decoder_matches_pycocotools(bitmap):
     assert runs.sum() == bitmap.size and np.array_equal(rebuilt, flat)
 
 
+@pytest.mark.parametrize("bitmap", MASKS)
+def test_crop_decode_equals_full_decode(bitmap):
+    mask = Mask.from_bitmap(bitmap)
+    x0, y0, crop = mask.to_crop()
+    full = np.zeros(bitmap.shape, bool)
+    full[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
+    np.testing.assert_array_equal(full, mask.to_bitmap())
+    if bitmap.any():
+        assert (x0, y0, crop.shape[1], crop.shape[0]) == tuple(int(v) for v in mask.bbox_xywh)
+
+
 def test_vertices_are_pixel_corners_of_an_axis_aligned_outline():
     (ring,) = bitmap_to_polygons(np.ones((2, 3), bool))
     assert ring == [0, 0, 0, 2, 3, 2, 3, 0]
