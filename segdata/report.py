@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from io import BytesIO
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from segdata.io import dumps_json
+from segdata.io import dumps_json, write_bytes_atomic
 
 
 def write_json(obj: Any) -> None:
@@ -154,3 +157,229 @@ def render_compose(result: dict[str, Any], console: Console) -> None:
         console.print(f"… and {len(totals['hidden']) - 10} more hidden (see --json)")
     if "preview" in result:
         console.print(f"preview of {result['preview']['images']} images: {result['preview']['path']}")
+
+
+def render_stats(result: dict[str, Any], console: Console, *, by: str = "pixels") -> None:
+    """Class table of ``segdata stats`` sorted by one count, with bars, then imbalance, splits and alerts.
+
+    ``result`` is the object ``segdata stats --json`` prints; ``by`` is
+    ``pixels``, ``images`` or ``instances``.
+    """
+    rows = sorted(result["classes"], key=lambda row: row[by], reverse=True)
+    top = max((row[by] for row in rows), default=0) or 1
+    settings = result["settings"]
+    table = Table(title=f"classes by {by} (pixels on class maps, overlap {settings['overlap']}; "
+                        "crowd is void)", title_justify="left")
+    for column in ("id", "name", f"{by} bar", "pixels", "area sum", "images", "inst", "crowd",
+                   "S/M/L", "w inv", "w med", "w enet", "w eff"):
+        table.add_column(column, justify="left" if column in ("name", f"{by} bar") else "right",
+                         no_wrap=True)
+
+    def number(value: float | None) -> str:
+        return "—" if value is None else f"{value:.3g}"
+
+    for row in rows:
+        weights = row["weights"]
+        table.add_row(str(row["id"]), row["name"], "█" * round(10 * row[by] / top),
+                      f"{row['pixels']:,}", f"{row['area_sum']:,}", f"{row['images']:,}",
+                      f"{row['instances']:,}",
+                      f"{row['crowd']:,}", f"{row['small']}/{row['medium']}/{row['large']}",
+                      *(number(weights[k]) for k in ("inverse_frequency", "median_frequency", "enet",
+                                                      "effective_number")),
+                      style="dim" if row["is_background"] else None)
+    console.print(table)
+    ratios = ", ".join(f"{count} {entry['ratio']:,.1f}" if entry["ratio"] is not None else f"{count} —"
+                       for count, entry in result["imbalance"].items())
+    console.print(f"imbalance (max/min over classes present): {ratios}", highlight=False)
+    images = result["images"]
+    console.print(f"{images['images']:,} images, {images['unannotated_images']:,} without annotations; "
+                  f"classes per image mean {images['classes_per_image_mean']:.2f}, instances per image mean "
+                  f"{images['instances_per_image_mean']:.2f}", highlight=False)
+    comparison = result["split_comparison"]
+    if len(result["splits"]) > 1:
+        splits = Table(title=f"share of each split's images containing the class (reference "
+                             f"{comparison['reference']})", title_justify="left")
+        splits.add_column("class")
+        for split in result["splits"]:
+            splits.add_column(split or "(none)", justify="right")
+        for row in comparison["classes"]:
+            splits.add_row(row["name"], *(f"{row[f'fraction_{s}']:.0%}" if row[f"fraction_{s}"] is not None
+                                          else "—" for s in result["splits"]))
+        console.print(splits)
+        distances = ", ".join(f"{s} {d:.3f}" for s, d in comparison["js_distance"].items())
+        if distances:
+            console.print(f"Jensen–Shannon distance to {comparison['reference']} (base 2): {distances}",
+                          highlight=False)
+        if comparison["chi2"] is not None:
+            console.print(f"chi-square on image counts: χ²={comparison['chi2']:.2f}, "
+                          f"dof={comparison['dof']}, "
+                          f"p={comparison['p_value']:.3g}, Cramér's V={comparison['cramers_v']:.3f}",
+                          highlight=False)
+    for alert in result["alerts"]:
+        console.print(f"[yellow]{alert['code']}[/] {alert['message']}", highlight=False, soft_wrap=True)
+
+
+def write_stats_plots(result: dict[str, Any], plots_dir: str | Path) -> list[Path]:
+    """PNG plots of ``segdata stats``: class frequency per split (log), sizes, weights.
+
+    Parameters
+    ----------
+    result : dict
+        The object ``segdata stats --json`` prints.
+    plots_dir : str or Path
+        Created if missing; ``class_frequency.png``, ``sizes.png`` and
+        ``weights.png`` are written there atomically.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    plots_dir = Path(plots_dir)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    classes = [row for row in result["classes"] if not row["is_background"]]
+    names = [row["name"] for row in classes]
+    x = np.arange(len(classes))
+    splits = result["splits"]
+    written = []
+
+    def save(figure: Figure, name: str) -> None:
+        buffer = BytesIO()
+        figure.tight_layout()
+        figure.savefig(buffer, format="png", dpi=100)
+        write_bytes_atomic(plots_dir / name, buffer.getvalue())
+        written.append(plots_dir / name)
+
+    figure = Figure(figsize=(max(6, 0.9 * len(classes) + 2), 9))
+    width = 0.8 / max(1, len(splits))
+    for axes, count in zip(figure.subplots(3, 1), ("pixels", "images", "instances")):
+        for position, (split, entry) in enumerate(splits.items()):
+            values = {row["id"]: row[count] for row in entry["classes"]}
+            axes.bar(x + (position - (len(splits) - 1) / 2) * width, [values[r["id"]] for r in classes],
+                     width, label=split or "(none)")
+        axes.set_yscale("log")
+        axes.set_ylabel(count)
+        axes.set_xticks(x, names, rotation=45, ha="right")
+        axes.legend(fontsize="small")
+    figure.suptitle("class frequency per split (log scale)")
+    save(figure, "class_frequency.png")
+
+    figure = Figure(figsize=(max(6, 0.9 * len(classes) + 2), 4.5))
+    axes = figure.subplots()
+    bottom = np.zeros(len(classes))
+    for size in ("small", "medium", "large"):
+        values = np.array([row[size] for row in classes], float)
+        axes.bar(x, values, 0.6, bottom=bottom, label=size)
+        bottom += values
+    axes.set_xticks(x, names, rotation=45, ha="right")
+    axes.set_ylabel("instances")
+    axes.set_title("instance sizes (COCO: small < 32², medium < 96², large)")
+    axes.legend(fontsize="small")
+    save(figure, "sizes.png")
+
+    figure = Figure(figsize=(max(6, 0.9 * len(classes) + 2), 4.5))
+    axes = figure.subplots()
+    kinds = ("inverse_frequency", "median_frequency", "enet", "effective_number")
+    for position, kind in enumerate(kinds):
+        values = [np.nan if row["weights"][kind] is None else row["weights"][kind] for row in classes]
+        axes.bar(x + (position - 1.5) * 0.2, values, 0.2, label=kind.replace("_", " "))
+    axes.set_yscale("log")
+    axes.set_xticks(x, names, rotation=45, ha="right")
+    axes.set_ylabel("weight")
+    axes.set_title("suggested loss weights (categories; background omitted)")
+    axes.legend(fontsize="small")
+    save(figure, "weights.png")
+    return written
+
+
+def render_leakage(result: dict[str, Any], console: Console, *, first: int = 20) -> None:
+    """What ``segdata leakage`` found: counts per split pair and kind, leaking share per split, the pairs.
+
+    ``result`` is the object ``segdata leakage --json`` prints.
+    """
+    summary = result["summary"]
+    console.print(f"{summary['images']:,} images: {summary['hashed']:,} fingerprinted, "
+                  f"{summary['cached']:,} from the cache, {summary['unreadable']:,} unreadable (left out)",
+                  highlight=False)
+    for finding in result["findings"]:
+        if finding["code"] == "file-unreadable":
+            console.print(f"[red]file-unreadable[/] {finding['message']}", highlight=False, soft_wrap=True)
+    if not summary["leak_pairs"]:
+        console.print("no leaks between splits")
+    else:
+        table = Table(title="leak pairs by split pair and kind", title_justify="left")
+        for column in ("splits", "kind", "pairs"):
+            table.add_column(column, justify="right" if column == "pairs" else "left")
+        for pair, kinds in summary["by_split_pair"].items():
+            for kind, count in kinds.items():
+                table.add_row(pair, kind, f"{count:,}")
+        console.print(table)
+    shares = Table(title="evaluation splits with a leak", title_justify="left")
+    for column in ("split", "images", "leaking", "share"):
+        shares.add_column(column, justify="left" if column == "split" else "right")
+    for split, entry in summary["evaluation"].items():
+        shares.add_row(split, f"{entry['images']:,}", f"{entry['leaking']:,}", f"{entry['share']:.1%}")
+    if summary["evaluation"]:
+        console.print(shares)
+    if summary["within_split"]:
+        counts = ", ".join(f"{n:,} {kind}" for kind, n in summary["within_split"].items())
+        console.print(f"duplicates within a split: {counts}", highlight=False)
+    pairs = result["pairs"]
+    if pairs:
+        table = Table(title="pairs", title_justify="left")
+        for column in ("kind", "split a", "image a", "split b", "image b", "distance"):
+            table.add_column(column, justify="right" if column == "distance" else "left")
+        for pair in pairs[:first]:
+            table.add_row(pair["kind"], pair["split_a"], pair["image_a"], pair["split_b"], pair["image_b"],
+                          "" if pair["distance"] is None else str(pair["distance"]))
+        console.print(table)
+        if len(pairs) > first:
+            console.print(f"  … {len(pairs) - first:,} more pairs (--json lists them all)", highlight=False)
+
+
+def render_evaluation(result: dict[str, Any], console: Console, *, per_class: bool = False) -> None:
+    """Tables of ``segdata evaluate``: the summary metrics, then (``per_class``) one row per class.
+
+    ``result`` is the object ``segdata evaluate --json`` prints; ``None`` shows as ``n/a``.
+    """
+    def fmt(value: Any) -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:.4f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
+
+    task = result["task"]
+    summary = Table(title=f"{task} evaluation", title_justify="left")
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    if task == "instance":
+        rows = [*result["stats"].items(), *(("total " + k, v) for k, v in result["totals"].items())]
+    elif task == "panoptic":
+        rows = [(f"{metric.upper()} {subset}", values[metric]) for subset, values in result["summary"].items()
+                for metric in ("pq", "sq", "rq", "n")]
+    else:
+        rows = [(k, v) for k, v in result["summary"].items() if k not in ("out_of_range", "accuracy_paradox",
+                                                                         "unmatched_predictions")]
+        rows += [(f"{k.replace('_', ' ')} out of range", v) for k, v in result["summary"]["out_of_range"].items()]
+    for name, value in rows:
+        summary.add_row(name, fmt(value))
+    console.print(summary)
+    if task == "semantic" and result["summary"]["accuracy_paradox"]:
+        console.print(f"note: {result['summary']['accuracy_paradox']}", highlight=False)
+    if per_class and result["per_class"]:
+        columns = [k for k in result["per_class"][0] if k not in ("category_id", "class")]
+        table = Table(title="per class", title_justify="left")
+        table.add_column("id", justify="right")
+        for column in columns:
+            table.add_column(column, justify="left" if column == "name" else "right")
+        for row in result["per_class"]:
+            table.add_row(str(row.get("category_id", row.get("class"))), *(fmt(row[c]) for c in columns))
+        console.print(table)
+    for name, value in result.get("quirks", {}).items():
+        shown = value if not isinstance(value, list) else ", ".join(map(str, value[:10])) + (
+            f" … ({len(value)} in all)" if len(value) > 10 else "")
+        console.print(f"quirk {name}: {shown}", highlight=False)

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from segdata import __version__
-from segdata.cli import convert, info, semantic, validate
+from segdata.cli import convert, info, semantic, stats, validate
 from segdata.errors import SegdataError
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.command("info")(info.info)
 app.command("convert")(convert.convert)
 app.command("semantic")(semantic.semantic)
 app.command("validate")(validate.validate)
+app.command("stats")(stats.stats)
 
 _debug = False
 

@@ -1,0 +1,463 @@
+"""Class-imbalance statistics: three counts per class, suggested loss weights, split comparison.
+
+Three counts disagree routinely, so all three are given side by side:
+
+* **pixels**, counted on the *composed* class map of each image
+  (:func:`segdata.compose.compose_image` under the chosen overlap policy;
+  ``np.bincount`` of the map).  Background is a row of its own (id = the
+  background value, 0); void pixels (crowd regions, the image's void region,
+  contested pixels under ``overlap="void"``) are excluded from every class.
+  Beside it, ``area_sum`` is the raw summed area of the non-crowd
+  annotations (each mask's pixel count under pycocotools' rule, overlaps
+  counted twice, as Datumaro does),
+  so that the effect of the overlap policy is visible;
+* **images** containing the class: images with at least one annotation of it
+  (crowd included); for background, images with a background pixel;
+* **instances**: non-crowd annotations; crowd regions are counted apart
+  (``crowd``).
+
+Object sizes follow COCO's ``areaRng`` on the recomputed area of non-crowd
+instances: small ``< 32²``, medium ``< 96²``, large otherwise.
+
+Suggested loss weights (``NaN`` for a class the count does not cover):
+
+* ``inverse_frequency``: ``1 / p_c`` with ``p_c`` = pixels(c) / non-void
+  pixels, over the classes with pixels (background included), normalised to
+  mean 1 over those classes;
+* ``median_frequency`` (Eigen & Fergus, arXiv:1411.4734, as in PyTorch-ENet's
+  ``median_freq_balancing``): ``freq_c`` = pixels(c) / total pixels of the
+  images where c has a pixel, ``w_c = median(freq) / freq_c``, unnormalised;
+* ``enet`` (Paszke et al., arXiv:1606.02147): ``w_c = 1 / ln(1.02 + p_c)``
+  with ``p_c`` as above (the pixels a loss with an ignore index sees), unnormalised;
+* ``effective_number`` (Cui et al., CVPR 2019): ``w_c ∝ (1 − β) / (1 − β^n_c)``
+  with ``n_c`` = instances, over the categories with instances (not
+  background), normalised so that Σw = K (mean 1).
+
+Per-image work runs through :func:`segdata.parallel.map_images`; each image
+sends back only its class histogram and its instances' areas, reduced here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import chi2_contingency
+
+from segdata.compose import ComposeSettings, compose_image, settings
+from segdata.errors import UsageError
+from segdata.io import write_bytes_atomic
+from segdata.model import Annotation, Dataset, ImageRecord
+from segdata.parallel import map_images
+
+#: Version of the JSON object returned by :meth:`ClassStats.to_dict`.
+SCHEMA_VERSION = 1
+#: COCO ``areaRng`` limits (``cocoeval.py``): small below 32², medium below 96².
+SMALL_AREA, MEDIUM_AREA = 32**2, 96**2
+#: Names of the suggested weights, in the order they are shown.
+WEIGHTS = ("inverse_frequency", "median_frequency", "enet", "effective_number")
+#: The three counts, as ``--by`` names them.
+COUNTS = ("pixels", "images", "instances")
+ENET_C = 1.02
+BACKGROUND = "background"
+REFERENCE_SPLIT = "train"
+
+_QUANTILES = {"area_min": 0.0, "area_q25": 0.25, "area_median": 0.5, "area_q75": 0.75, "area_max": 1.0}
+
+
+@dataclass
+class ClassStats:
+    """What :func:`class_stats` found.
+
+    Attributes
+    ----------
+    classes : DataFrame
+        One row per class (background first, then categories in dataset
+        order), over every split; columns ``id, name, is_background, pixels,
+        area_sum, crowd_area_sum, pixel_share_labelled, pixel_share_all,
+        images, pixel_images, instances, crowd, small, medium, large,
+        area_min … area_max`` and one ``weight_<name>`` column per weight.
+    by_split : dict of str to DataFrame
+        The same table for each split.
+    images : DataFrame
+        One row per split plus ``(all)``: images, unannotated images, mean /
+        median / max classes and instances per image.
+    split_comparison : DataFrame
+        Per class (categories only) and split: ``n_<split>`` images containing
+        it, ``fraction_<split>`` of the split's images containing it, and
+        ``share_<split>``, its share of the split's summed image counts (the
+        distribution the JS distance compares).
+    split_tests : dict
+        ``reference``, ``js_distance`` (base 2, per split vs the reference, on
+        the normalised image-count distribution), ``chi2``, ``p_value``,
+        ``dof``, ``cramers_v`` (on the splits × classes image counts), and
+        ``absent_from_reference`` (per evaluation split, category ids present
+        there but absent from the reference split).
+    imbalance : dict
+        Per count, ``ratio`` (max / min over categories with a non-zero
+        count), ``max_class``, ``min_class``, and ``absent`` (categories with
+        a zero count).
+    alerts : list of dict
+        Rare and absent classes: ``{"code", "class_id", "name", "message"}``.
+    settings : dict
+        The options used, and ``images_skipped`` / ``annotations_skipped``.
+    """
+
+    classes: pd.DataFrame
+    by_split: dict[str, pd.DataFrame]
+    images: pd.DataFrame
+    split_comparison: pd.DataFrame
+    split_tests: dict[str, Any]
+    imbalance: dict[str, Any]
+    alerts: list[dict[str, Any]]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``schema_version`` 1); NaN becomes ``None``."""
+        splits = {}
+        for split, table in self.by_split.items():
+            rows = self.images[self.images["split"] == split].iloc[0]
+            splits[split] = {"classes": _records(table), "images": _clean(rows.drop("split").to_dict()),
+                             "js_distance_vs_reference": self.split_tests["js_distance"].get(split)}
+        overall = self.images[self.images["split"] == "(all)"].iloc[0]
+        return _clean({
+            "schema_version": SCHEMA_VERSION,
+            "settings": self.settings,
+            "classes": _records(self.classes),
+            "images": overall.drop("split").to_dict(),
+            "splits": splits,
+            "split_comparison": {**self.split_tests, "classes": self.split_comparison.to_dict("records")},
+            "imbalance": self.imbalance,
+            "alerts": self.alerts,
+        })
+
+    def to_csv(self, path: str | Path) -> None:
+        """Write every class table (a ``split`` column; ``(all)`` first) as one CSV, atomically."""
+        tables = [self.classes.assign(split="(all)")]
+        tables += [table.assign(split=split) for split, table in self.by_split.items()]
+        frame = pd.concat(tables, ignore_index=True)
+        frame = frame[["split", *[c for c in frame.columns if c != "split"]]]
+        write_bytes_atomic(path, frame.to_csv(index=False, lineterminator="\n").encode())
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    rows = []
+    for row in table.to_dict("records"):
+        weights = {name: row.pop(f"weight_{name}") for name in WEIGHTS}
+        rows.append({**row, "weights": weights})
+    return rows
+
+
+def _clean(obj: Any) -> Any:
+    """NumPy scalars to Python, NaN / inf to None, recursively (JSON has neither)."""
+    if isinstance(obj, dict):
+        return {key: _clean(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(value) for value in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _image_counts(job: tuple[ImageRecord, list[Annotation]], *,
+                  config: ComposeSettings) -> dict[str, Any] | None:
+    """Compose one image and return its class histogram and instance areas (runs in a worker)."""
+    image, annotations = job
+    if image.defect:
+        return None
+    maps = compose_image(image, annotations, config)
+    histogram = np.bincount(maps.class_map.ravel())
+    present = np.flatnonzero(histogram)
+    pixels = {int(v): int(histogram[v]) for v in present if v != config.void_value}
+    skipped = set(maps.report.skipped_annotation_ids)
+    instances = [(ann.category_id, bool(ann.iscrowd), int(np.count_nonzero(ann.mask.to_crop()[2])))
+                 for ann in annotations
+                 if ann.id not in skipped and ann.mask is not None and ann.defect is None]
+    return {"split": image.split, "size": image.height * image.width,
+            "void": int(histogram[config.void_value]) if config.void_value < histogram.size else 0,
+            "pixels": pixels, "instances": instances, "skipped": len(annotations) - len(instances)}
+
+
+def class_stats(
+    dataset: Dataset,
+    *,
+    overlap: str = "smaller-on-top",
+    beta: float = 0.999,
+    rare_instance_share: float = 0.01,
+    rare_images: int = 5,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ClassStats:
+    """Per-class pixel, image and instance counts, sizes, weights and split comparison.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    overlap : str
+        Overlap policy of the class maps pixels are counted on (see
+        :data:`segdata.compose.OVERLAP_POLICIES`); crowd regions are void,
+        annotations flagged unusable are skipped and counted.
+    beta : float
+        β of the effective-number weights, in [0, 1).
+    rare_instance_share, rare_images : float, int
+        A category is rare below this share of all instances or this many images.
+    workers : int, optional
+        Processes composing images (default: all cores).
+    progress : callable, optional
+        Called with the number of images just counted.
+
+    Returns
+    -------
+    ClassStats
+
+    Raises
+    ------
+    UsageError
+        A bad option, or a category id equal to the background (0) or void (255) value.
+    ComposeError
+        An image that cannot be composed (``overlap="error"`` and an overlap, a size mismatch).
+
+    Examples
+    --------
+    >>> from segdata.masks import Mask
+    >>> from segdata.model import Category
+    >>> box = lambda x0, x1: Mask.from_polygons([[x0, 0, x1, 0, x1, 2, x0, 2]], 2, 4)
+    >>> data = Dataset({1: Category(1, "a"), 2: Category(2, "b")}, [ImageRecord(1, "x.jpg", 4, 2)],
+    ...                [Annotation(7, 1, 1, box(0, 3)), Annotation(8, 1, 2, box(2, 4))])
+    >>> stats = class_stats(data, workers=1)
+    >>> stats.classes[["name", "pixels", "area_sum", "instances"]].values.tolist()
+    [['background', 0, 0, 0], ['a', 4, 6, 1], ['b', 4, 4, 1]]
+    """
+    if not 0.0 <= beta < 1.0:
+        raise UsageError(f"beta must be in [0, 1), found {beta}")
+    if not 0.0 <= rare_instance_share <= 1.0 or rare_images < 0:
+        raise UsageError(f"rare_instance_share must be in [0, 1] and rare_images ≥ 0; found "
+                         f"{rare_instance_share} and {rare_images}")
+    config = settings(dataset.categories, overlap=overlap, crowd="void", on_invalid="skip")
+    image_rows, pixel_rows, instance_rows = [], [], []
+    skipped_images = skipped_annotations = 0
+    job = partial(_image_counts, config=config)
+    results = map_images(job, dataset.iter_images(), workers=workers, progress=progress)
+    for index, result in enumerate(results):
+        if result is None:
+            skipped_images += 1
+            continue
+        split = result["split"]
+        skipped_annotations += result["skipped"]
+        classes = {cat for cat, _crowd, _area in result["instances"]}
+        image_rows.append((split, index, result["size"], result["void"], len(result["instances"]),
+                           len(classes)))
+        pixel_rows += [(split, index, value, count, result["size"])
+                       for value, count in result["pixels"].items()]
+        instance_rows += [(split, index, cat, crowd, area) for cat, crowd, area in result["instances"]]
+    images = pd.DataFrame(image_rows, columns=["split", "image", "size", "void", "instances", "classes"])
+    pixels = pd.DataFrame(pixel_rows, columns=["split", "image", "class_id", "pixels", "size"])
+    instances = pd.DataFrame(instance_rows, columns=["split", "image", "class_id", "iscrowd", "area"])
+
+    names = {config.background_value: BACKGROUND, **{c.id: c.name for c in dataset.categories.values()}}
+    order = [config.background_value, *dataset.categories]
+    splits = dataset.splits
+
+    def table(split: str | None) -> pd.DataFrame:
+        def pick(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame if split is None else frame[frame["split"] == split]
+        return _class_table(pick(images), pick(pixels), pick(instances), order, names,
+                            config.background_value, beta)
+
+    classes = table(None)
+    by_split = {split: table(split) for split in splits}
+    n_images = images.groupby("split").size().to_dict()
+    comparison, tests = _compare_splits(by_split, {s: n_images.get(s, 0) for s in splits}, order[1:], names)
+    return ClassStats(
+        classes=classes, by_split=by_split, images=_image_summary(images, splits),
+        split_comparison=comparison, split_tests=tests, imbalance=_imbalance(classes),
+        alerts=_alerts(classes, rare_instance_share, rare_images, tests),
+        settings={"overlap": overlap, "crowd": "void", "beta": beta,
+                  "background_value": config.background_value,
+                  "void_value": config.void_value, "rare_instance_share": rare_instance_share,
+                  "rare_images": rare_images, "images_skipped": skipped_images,
+                  "annotations_skipped": skipped_annotations})
+
+
+def _class_table(images: pd.DataFrame, pixels: pd.DataFrame, instances: pd.DataFrame, order: list[int],
+                 names: dict[int, str], background: int, beta: float) -> pd.DataFrame:
+    frame = pd.DataFrame({"id": order, "name": [names[i] for i in order],
+                          "is_background": [i == background for i in order]}).set_index("id", drop=False)
+    by_class = pixels.groupby("class_id")
+    frame["pixels"] = by_class["pixels"].sum().reindex(order, fill_value=0).astype(np.int64)
+    frame["pixel_images"] = by_class.size().reindex(order, fill_value=0).astype(np.int64)
+    present_px = by_class["size"].sum().reindex(order, fill_value=0).astype(np.int64)
+    things, crowds = instances[~instances["iscrowd"]], instances[instances["iscrowd"]]
+    frame["area_sum"] = things.groupby("class_id")["area"].sum().reindex(order, fill_value=0).astype(np.int64)
+    frame["crowd_area_sum"] = (crowds.groupby("class_id")["area"].sum()
+                               .reindex(order, fill_value=0).astype(np.int64))
+    labelled = frame.loc[~frame["is_background"], "pixels"].sum()
+    counted = frame["pixels"].sum()
+    total = images["size"].sum()
+    frame["pixel_share_labelled"] = np.where(frame["is_background"], np.nan,
+                                             frame["pixels"] / labelled if labelled else np.nan)
+    frame["pixel_share_all"] = frame["pixels"] / total if total else np.nan
+    frame["images"] = (instances.groupby("class_id")["image"].nunique()
+                       .reindex(order, fill_value=0).astype(np.int64))
+    frame.loc[background, "images"] = frame.loc[background, "pixel_images"]
+    frame["instances"] = things.groupby("class_id").size().reindex(order, fill_value=0).astype(np.int64)
+    frame["crowd"] = crowds.groupby("class_id").size().reindex(order, fill_value=0).astype(np.int64)
+    area = things.groupby("class_id")["area"]
+    for column, low, high in (("small", 0, SMALL_AREA), ("medium", SMALL_AREA, MEDIUM_AREA),
+                              ("large", MEDIUM_AREA, np.inf)):
+        inside = things[(things["area"] >= low) & (things["area"] < high)]
+        frame[column] = inside.groupby("class_id").size().reindex(order, fill_value=0).astype(np.int64)
+    for column, q in _QUANTILES.items():
+        frame[column] = area.quantile(q).reindex(order).astype(float) if len(things) else np.nan
+    share = frame["pixels"] / counted if counted else pd.Series(0.0, index=frame.index)
+    freq = frame["pixels"] / present_px.where(present_px > 0)
+    weights = suggested_weights(share.to_numpy(float), freq.to_numpy(float),
+                                np.where(frame["is_background"], 0, frame["instances"]), beta)
+    for name, values in weights.items():
+        frame[f"weight_{name}"] = values
+    return frame.reset_index(drop=True)
+
+
+def suggested_weights(share: np.ndarray, freq: np.ndarray, instances: np.ndarray, beta: float
+                      ) -> dict[str, np.ndarray]:
+    """The four weight conventions of the module docstring, NaN where a class is not covered.
+
+    Parameters
+    ----------
+    share : ndarray of shape (K,) and dtype float
+        Pixel share ``p_c`` of each class among counted (non-void) pixels.
+    freq : ndarray of shape (K,) and dtype float
+        Eigen & Fergus frequency (NaN where the class has no pixel).
+    instances : ndarray of shape (K,) and dtype int
+        Instance count per class (0 for background).
+    beta : float
+
+    Examples
+    --------
+    >>> share, freq = np.array([0.5, 0.25, 0.25]), np.array([0.5, 0.25, 0.5])
+    >>> w = suggested_weights(share, freq, np.array([0, 1, 3]), 0.5)
+    >>> {k: np.round(v, 4).tolist() for k, v in w.items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'inverse_frequency': [0.6, 1.2, 1.2], 'median_frequency': [1.0, 2.0, 1.0],
+     'enet': [2.3883, 4.1838, 4.1838], 'effective_number': [nan, 1.2727, 0.7273]}
+    """
+    present = share > 0
+    inverse = np.full(share.shape, np.nan)
+    if present.any():
+        inverse[present] = 1.0 / share[present]
+        inverse[present] /= inverse[present].mean()
+    has_freq = np.isfinite(freq) & (freq > 0)
+    median = np.full(share.shape, np.nan)
+    if has_freq.any():
+        median[has_freq] = np.median(freq[has_freq]) / freq[has_freq]
+    enet = np.where(present, 1.0 / np.log(ENET_C + share), np.nan)
+    effective = np.full(share.shape, np.nan)
+    counted = instances > 0
+    if counted.any():
+        raw = (1.0 - beta) / (1.0 - np.power(beta, instances[counted].astype(float)))
+        effective[counted] = raw / raw.sum() * counted.sum()
+    return {"inverse_frequency": inverse, "median_frequency": median, "enet": enet,
+            "effective_number": effective}
+
+
+def _image_summary(images: pd.DataFrame, splits: list[str]) -> pd.DataFrame:
+    rows = []
+    for split in ["(all)", *splits]:
+        part = images if split == "(all)" else images[images["split"] == split]
+        row: dict[str, Any] = {"split": split, "images": len(part),
+                               "unannotated_images": int((part["instances"] == 0).sum())}
+        for column in ("classes", "instances"):
+            values = part[column]
+            row[f"{column}_per_image_mean"] = float(values.mean()) if len(part) else np.nan
+            row[f"{column}_per_image_median"] = float(values.median()) if len(part) else np.nan
+            row[f"{column}_per_image_max"] = int(values.max()) if len(part) else 0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _compare_splits(by_split: dict[str, pd.DataFrame], n_images: dict[str, int], ids: list[int],
+                    names: dict[int, str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Image shares per split, JS distance to the reference and a chi-square test on image counts."""
+    comparison = pd.DataFrame({"id": ids, "name": [names[i] for i in ids]})
+    counts = {}
+    for split, table in by_split.items():
+        things = table[~table["is_background"]].set_index("id")
+        counts[split] = things["images"].reindex(ids).to_numpy(np.int64)
+        comparison[f"n_{split}"] = counts[split]
+        comparison[f"fraction_{split}"] = counts[split] / n_images[split] if n_images[split] else np.nan
+    tests: dict[str, Any] = {"reference": REFERENCE_SPLIT if REFERENCE_SPLIT in by_split else None,
+                             "js_distance": {}, "chi2": None, "p_value": None, "dof": None, "cramers_v": None,
+                             "absent_from_reference": {}}
+    for split, values in counts.items():
+        total = values.sum()
+        comparison[f"share_{split}"] = values / total if total else np.nan
+    reference = tests["reference"]
+    if reference is not None:
+        ref = counts[reference]
+        for split, values in counts.items():
+            if split == reference:
+                continue
+            if ref.sum() and values.sum():
+                tests["js_distance"][split] = float(jensenshannon(ref, values, base=2))
+            tests["absent_from_reference"][split] = [i for i, n, r in zip(ids, values, ref)
+                                                     if n > 0 and r == 0]
+    table = np.array([counts[s] for s in counts], dtype=np.int64).reshape(len(counts), len(ids))
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    if table.shape[0] >= 2 and table.shape[1] >= 2:
+        result = chi2_contingency(table)
+        n = table.sum()
+        tests.update(chi2=float(result.statistic), p_value=float(result.pvalue), dof=int(result.dof),
+                     cramers_v=float(math.sqrt(result.statistic / (n * (min(table.shape) - 1)))))
+    return comparison, tests
+
+
+def _imbalance(classes: pd.DataFrame) -> dict[str, Any]:
+    things = classes[~classes["is_background"]]
+    result = {}
+    for count in COUNTS:
+        present = things[things[count] > 0]
+        entry: dict[str, Any] = {"ratio": None, "max_class": None, "min_class": None,
+                                 "absent": things.loc[things[count] == 0, "id"].tolist()}
+        if len(present):
+            top, bottom = present.loc[present[count].idxmax()], present.loc[present[count].idxmin()]
+            entry.update(ratio=float(top[count] / bottom[count]), max_class=int(top["id"]),
+                         min_class=int(bottom["id"]))
+        result[count] = entry
+    return result
+
+
+def _alerts(classes: pd.DataFrame, rare_share: float, rare_images: int, tests: dict[str, Any]
+            ) -> list[dict[str, Any]]:
+    things = classes[~classes["is_background"]]
+    total = things["instances"].sum()
+    alerts = []
+    for row in things.itertuples():
+        where = {"class_id": int(row.id), "name": row.name}
+        if row.instances == 0 and row.crowd == 0:
+            alerts.append({"code": "class-absent", **where, "message": f"class {row.id} ({row.name}) has no "
+                           "instance in any split"})
+            continue
+        if total and row.instances / total < rare_share:
+            alerts.append({"code": "class-rare-instances", **where,
+                           "message": f"class {row.id} ({row.name}) has {row.instances} of {total} instances "
+                                      f"({row.instances / total:.2%} < {rare_share:.0%})"})
+        if row.images < rare_images:
+            alerts.append({"code": "class-rare-images", **where,
+                           "message": f"class {row.id} ({row.name}) is in {row.images} image(s) "
+                                      f"(< {rare_images})"})
+    names = dict(zip(things["id"], things["name"]))
+    for split, absent in tests["absent_from_reference"].items():
+        for class_id in absent:
+            alerts.append({"code": "class-absent-from-train", "class_id": int(class_id),
+                           "name": names[class_id],
+                           "split": split, "message": f"class {class_id} ({names[class_id]}) is in split "
+                           f"{split!r} but not in {tests['reference']!r}"})
+    return alerts
