@@ -54,3 +54,7 @@ class OutputExistsError(SegdataError, FileExistsError):
 
 class UsageError(SegdataError, ValueError):
     """The arguments of a call do not fit together."""
+
+
+class EvaluationError(SegdataError, ValueError):
+    """Predictions cannot be evaluated against the ground truth (unknown image, size mismatch)."""

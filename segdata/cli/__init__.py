@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from segdata import __version__
-from segdata.cli import convert, info, semantic, stats, validate
+from segdata.cli import convert, evaluate, info, semantic, stats, validate
 from segdata.errors import SegdataError
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.command("convert")(convert.convert)
 app.command("semantic")(semantic.semantic)
 app.command("validate")(validate.validate)
 app.command("stats")(stats.stats)
+app.command("evaluate")(evaluate.evaluate)
 
 _debug = False
 

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import run_segdata
+from tests.metrics.cocogen import make_case, rle_of, write_gt
+
+
+def test_instance_json_and_table(tmp_path):
+    gt, results = make_case(2, n_images=4, overflow=False)
+    gt_path = write_gt(tmp_path, gt)
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    done = run_segdata("evaluate", gt_path, tmp_path / "res.json", "--task", "instance", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert set(out["stats"]) >= {"AP", "AP50", "ARl"} and len(out["per_class"]) == 4
+    table = run_segdata("evaluate", gt_path, tmp_path / "res.json", "--task", "instance", "--per-class")
+    assert table.returncode == 0 and "AP50" in table.stdout and "per class" in table.stdout
+
+
+def test_instance_strict_exits_1_on_quirks(tmp_path):
+    gt, results = make_case(2, n_images=4, overflow=False, bbox=True)
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    done = run_segdata("evaluate", write_gt(tmp_path, gt), tmp_path / "res.json", "--task", "instance", "--strict")
+    assert done.returncode == 1
+    assert "quirk result_has_bbox" in done.stdout
+
+
+def test_unknown_image_exits_2_with_one_line(tmp_path):
+    gt, _ = make_case(2, n_images=2, overflow=False)
+    (tmp_path / "res.json").write_text(json.dumps([{"image_id": 999, "category_id": 1, "score": 0.5,
+                                                     "segmentation": rle_of(np.ones((3, 3)))}]))
+    done = run_segdata("evaluate", write_gt(tmp_path, gt), tmp_path / "res.json", "--task", "instance")
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("res.json: result 0 (image 999): image is not in the ground truth")
+    assert done.stderr.startswith("segdata: error: ")
+
+
+def test_semantic_ignore_index(tmp_path):
+    for name, array in (("gt", np.array([[0, 1], [7, 7]])), ("pred", np.array([[0, 0], [1, 1]]))):
+        (tmp_path / name).mkdir()
+        Image.fromarray(array.astype(np.uint8)).save(tmp_path / name / "x.png")
+    done = run_segdata("evaluate", tmp_path / "gt", tmp_path / "pred", "--task", "semantic", "--json",
+                       "--ignore-index", "7")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)["summary"]
+    assert (summary["pixels"], summary["pixel_accuracy"], summary["miou"]) == (2, 0.5, 0.25)
