@@ -383,3 +383,31 @@ def render_evaluation(result: dict[str, Any], console: Console, *, per_class: bo
         shown = value if not isinstance(value, list) else ", ".join(map(str, value[:10])) + (
             f" … ({len(value)} in all)" if len(value) > 10 else "")
         console.print(f"quirk {name}: {shown}", highlight=False)
+
+
+def render_leak_fix(fix: dict[str, Any], console: Console) -> None:
+    """What ``segdata leakage --fix/--preview`` moved or dropped, one line per image, and where it wrote."""
+    changes = fix["changes"]
+    where = f"wrote the resolved dataset to {fix['path']}" if fix["path"] else "preview (nothing written)"
+    console.print(f"{where}: {fix['policy']}, {len(changes):,} image(s) changed", highlight=False)
+    for change in changes:
+        if change["kind"] == "moved":
+            console.print(f"  moved {change['split']} image {change['image_id']} ({change['file_name']}) to "
+                          f"{change['to_split']} as image {change['new_image_id']}, with "
+                          f"{change['annotations']:,} annotation(s)", highlight=False, soft_wrap=True)
+        else:
+            console.print(f"  dropped {change['split']} image {change['image_id']} ({change['file_name']}) and "
+                          f"{change['annotations']:,} annotation(s)", highlight=False, soft_wrap=True)
+
+
+def render_split(result: dict[str, Any], console: Console) -> None:
+    """What ``segdata split`` wrote: images per split against the target, and the class balance."""
+    table = Table(title=f"new splits in {result['path']}", title_justify="left")
+    for column in ("split", "images", "target"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for name, count in result["images"].items():
+        table.add_row(name, f"{count:,}", f"{result['target'][name]:,.1f}")
+    console.print(table)
+    console.print(f"{result['units']:,} units (groups and duplicate sets kept whole), "
+                  f"{result['groups_split']:,} split apart; largest gap between a class's share and its "
+                  f"split's fraction: {result['max_class_deviation']:.1%}", highlight=False)

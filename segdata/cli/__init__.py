@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from segdata import __version__
-from segdata.cli import convert, evaluate, info, semantic, stats, validate
+from segdata.cli import convert, evaluate, info, leakage, semantic, split, stats, validate
 from segdata.errors import SegdataError
 
 app = typer.Typer(
@@ -29,8 +29,10 @@ app.command("info")(info.info)
 app.command("convert")(convert.convert)
 app.command("semantic")(semantic.semantic)
 app.command("validate")(validate.validate)
-app.command("stats")(stats.stats)
 app.command("evaluate")(evaluate.evaluate)
+app.command("leakage")(leakage.leakage)
+app.command("split")(split.split)
+app.command("stats")(stats.stats)
 
 _debug = False
 

@@ -1,0 +1,354 @@
+"""Leakage between splits: the same picture, scene or labels in training and evaluation.
+
+Pairs of images in different splits are reported with the strongest kind
+that links them, one pair once, strongest first:
+
+``exact-file``
+    the same bytes (BLAKE2b of the file);
+``exact-pixels``
+    different bytes, the same decoded pixels after EXIF orientation;
+``near-duplicate``
+    perceptual hashes (pHash of the whole image, of its central crop, and of
+    both mirrored when ``mirror``) within ``max_distance`` bits, confirmed by
+    a correlation of at least ``min_correlation`` between the 32×32
+    grayscale thumbnails the two matching hashes came from;
+``same-group``
+    the same group key (``ImageRecord.group``, or ``group_regex`` matched on
+    the file name: its first capture group, else the whole match) — frames
+    of one video, slices of one patient;
+``same-masks``
+    different image files whose annotation masks are identical (the same
+    non-empty set of RLEs with the same classes): a re-exported or
+    re-encoded copy that the pixels alone may miss;
+``same-name``
+    the same file name (last path component) in two splits; a warning.
+
+So a byte-identical copy is ``exact-file`` only, not also a near-duplicate
+at distance 0.  The same links inside one split are reported as
+``duplicate-within-split`` (info) with the kind in ``details``.  Files that
+cannot be read are ``file-unreadable`` and left out; the check never aborts.
+
+This check is not in the :func:`segdata.validators.validate` registry: it
+needs image decoding and a cache folder, and runs as ``segdata leakage``.
+
+Examples
+--------
+>>> from segdata.model import Dataset, ImageRecord
+>>> images = [ImageRecord(1, "a/cam1_001.png", 8, 8, "train"), ImageRecord(2, "b/cam1_002.png", 8, 8, "val")]
+>>> result = find_leaks(Dataset({}, images, []), group_regex=r"cam\\d+", workers=1)
+>>> result.pairs[["kind", "image_a", "image_b"]].values.tolist()
+[['same-group', 'a/cam1_001.png', 'b/cam1_002.png']]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import combinations
+from pathlib import PurePath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segdata.errors import UsageError
+from segdata.fingerprint import (KINDS, FingerprintCache, correlation, fingerprint_file, phash, pixel_hash,
+                                 radius_search)
+from segdata.model import Dataset, Finding, ImageRecord
+from segdata.parallel import map_images
+
+#: Pair kinds, strongest first (a pair is reported under its strongest kind).
+LEAK_KINDS = ("exact-file", "exact-pixels", "near-duplicate", "same-group", "same-masks", "same-name")
+
+#: Code -> default severity of every finding this check emits.
+LEAK_CODES = {
+    "leak-exact-file": "error",
+    "leak-exact-pixels": "error",
+    "leak-near-duplicate": "error",
+    "leak-same-masks": "warning",
+    "leak-same-group": "error",
+    "leak-same-name": "warning",
+    "duplicate-within-split": "info",
+    "file-unreadable": "error",
+}
+
+PAIR_COLUMNS = ["kind", "split_a", "image_a", "split_b", "image_b", "distance"]
+
+_WHAT = {
+    "exact-file": "is a byte-identical copy of",
+    "exact-pixels": "has the same decoded pixels as",
+    "near-duplicate": "is a near-duplicate of",
+    "same-masks": "has the same annotation masks as",
+    "same-group": "is in the same group as",
+    "same-name": "has the same file name as",
+}
+
+
+@dataclass
+class LeakageResult:
+    """Findings, the pairs table and a summary of one leakage check.
+
+    ``pairs`` has the columns ``kind, split_a, image_a, split_b, image_b,
+    distance`` (images by file name; ``distance`` the pHash Hamming distance
+    for near-duplicates, 0 for exact kinds, missing otherwise), within-split
+    pairs included (``split_a == split_b``).  ``hashed`` counts the images
+    fingerprinted by this run and ``cached`` those taken from the cache.
+    """
+
+    findings: list[Finding]
+    pairs: pd.DataFrame
+    summary: dict[str, Any]
+    hashed: int = 0
+    cached: int = 0
+    cache_writable: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of ``segdata leakage --json``: pairs (null distances as None), summary, findings."""
+        rows = [{k: (None if pd.isna(v) else (int(v) if k == "distance" else v)) for k, v in row.items()}
+                for row in self.pairs.to_dict("records")]
+        return {"pairs": rows, "summary": self.summary, "findings": [f.to_dict() for f in self.findings]}
+
+
+def _split_order(splits: list[str]) -> dict[str, int]:
+    """``train`` first (the side leaks come from), then the splits in order of appearance."""
+    ordered = sorted(splits, key=lambda s: (s != "train", splits.index(s)))
+    return {split: rank for rank, split in enumerate(ordered)}
+
+
+def _group_keys(images: list[ImageRecord], group_regex: str | None) -> list[str | None]:
+    if group_regex is None:
+        return [image.group for image in images]
+    try:
+        pattern = re.compile(group_regex)
+    except re.error as err:
+        raise UsageError(f"group_regex {group_regex!r} is not a valid regular expression: {err}") from err
+    keys: list[str | None] = []
+    for image in images:
+        match = pattern.search(image.file_name)
+        keys.append(None if match is None else (match.group(1) if pattern.groups else match.group(0)))
+    return keys
+
+
+def _mask_signatures(dataset: Dataset) -> list[bytes | None]:
+    """Per image, a digest of its sorted (class, RLE) set; ``None`` without decodable masks."""
+    grouped = dataset.annotations_by_image()
+    signatures: list[bytes | None] = []
+    for image in dataset.images:
+        parts = []
+        for ann in grouped.get((image.split, image.id), []):
+            if ann.mask is None:
+                continue
+            try:
+                rle = ann.mask.rle
+            except (ValueError, ArithmeticError):  # a mask the checks report elsewhere
+                continue
+            counts = rle["counts"] if isinstance(rle["counts"], bytes) else str(rle["counts"]).encode()
+            parts.append(b"%d|%d,%d|" % (ann.category_id, *rle["size"]) + counts)
+        digest = hashlib.blake2b(b"\0".join(sorted(parts)), digest_size=16).digest()
+        signatures.append(digest if parts else None)
+    return signatures
+
+
+def _fingerprints(dataset: Dataset, cache: FingerprintCache, crop: float, workers: int | None,
+                  progress: Callable[[int], None] | None) -> tuple[list, int, int]:
+    """One fingerprint per image (each distinct file computed once), and (hashed, cached) counts."""
+    paths = [None if image.path is None else str(image.path) for image in dataset.images]
+    known = {p: cache.get(p) for p in dict.fromkeys(paths) if p is not None}
+    todo = [p for p, fp in known.items() if fp is None]
+    for path, fp in zip(todo, map_images(partial(fingerprint_file, crop=crop), todo, workers=workers,
+                                         progress=progress)):
+        known[path] = fp
+        cache.put(path, fp)
+    cache.save()
+    cached = len(known) - len(todo)
+    if progress and cached:
+        progress(cached)
+    missing = fingerprint_file(None)
+    return [missing if p is None else known[p] for p in paths], len(todo), cached
+
+
+def _near_pairs(fps: list, ok: list[int], max_distance: int, mirror: bool,
+                min_correlation: float) -> dict[tuple[int, int], int]:
+    """Verified near-duplicate pairs ``(i, j)`` with ``i < j`` -> smallest hash distance."""
+    if len(ok) < 2:
+        return {}
+    hashes = np.array([fps[i].hashes for i in ok], np.uint64).ravel()  # entry e: image ok[e // 2], kind e % 2
+    thumbs = [fps[i].thumbs[k] for i in ok for k in range(len(KINDS))]
+    queries, flipped = hashes, [False] * len(hashes)
+    if mirror:
+        mirrored = np.array([phash(np.fliplr(t)) for t in thumbs], np.uint64)
+        queries = np.concatenate([hashes, mirrored])
+        flipped = flipped + [True] * len(mirrored)
+    q, e, dist = radius_search(queries, hashes, max_distance)
+    best: dict[tuple[int, int], int] = {}
+    verified: dict[tuple[int, int, bool], bool] = {}
+    for qi, ei, d in zip(q.tolist(), e.tolist(), dist.tolist()):
+        qe = qi % len(hashes)
+        a, b = ok[qe // len(KINDS)], ok[ei // len(KINDS)]
+        if a == b:
+            continue
+        key = (min(a, b), max(a, b))
+        if key in best and best[key] <= d:
+            continue
+        check = (qe, ei, flipped[qi])
+        if check not in verified:
+            thumb = np.fliplr(thumbs[qe]) if flipped[qi] else thumbs[qe]
+            verified[check] = correlation(thumb, thumbs[ei]) >= min_correlation
+        if verified[check]:
+            best[key] = d
+    return best
+
+
+def find_leaks(
+    dataset: Dataset,
+    *,
+    max_distance: int = 10,
+    mirror: bool = True,
+    crop: float = 0.8,
+    min_correlation: float = 0.9,
+    group_regex: str | None = None,
+    cache_dir: str | PurePath | None = None,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> LeakageResult:
+    """Find images shared between splits (and duplicates within one split).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Images need ``path`` for the file kinds; ``split`` names the side.
+    max_distance : int
+        Largest pHash Hamming distance (0..63 of 64 bits) of a near-duplicate candidate.
+    mirror : bool
+        Also match horizontally mirrored copies.
+    crop : float
+        Side of the central crop that is hashed too (0 < crop <= 1), for copies cropped or framed differently.
+    min_correlation : float
+        Thumbnail correlation a candidate must reach to be a near-duplicate (precision).
+    group_regex : str, optional
+        Group key from the file name, instead of ``ImageRecord.group``.
+    cache_dir : path, optional
+        Folder of the fingerprint cache (``None``: no cache). Not writable: skipped, see ``cache_writable``.
+    workers : int, optional
+        Processes for fingerprinting (default: all cores).
+    progress : callable, optional
+        Called with the number of images just fingerprinted (or found in the cache).
+
+    Returns
+    -------
+    LeakageResult
+
+    Raises
+    ------
+    UsageError
+        ``max_distance``, ``crop`` or ``min_correlation`` out of range, or an invalid ``group_regex``.
+    """
+    if not 0 <= max_distance < 64:
+        raise UsageError(f"max_distance must be in 0..63 bits, found {max_distance}")
+    if not 0 < crop <= 1:
+        raise UsageError(f"crop must be in (0, 1], found {crop}")
+    if not -1 <= min_correlation <= 1:
+        raise UsageError(f"min_correlation must be in [-1, 1], found {min_correlation}")
+    images = dataset.images
+    groups = _group_keys(images, group_regex)
+    cache = FingerprintCache(cache_dir)
+    fps, hashed, cached = _fingerprints(dataset, cache, crop, workers, progress)
+    findings = [Finding("file-unreadable", LEAK_CODES["file-unreadable"],
+                        f"{image.split} image {image.id} ({image.file_name}): cannot be read ({fp.error}); "
+                        "left out of the leakage check", image.split, image.id,
+                        path=None if image.path is None else str(image.path), details={"error": fp.error})
+                for image, fp in zip(images, fps) if not fp.ok]
+    ok = [i for i, fp in enumerate(fps) if fp.ok]
+
+    links: dict[tuple[int, int], tuple[int, int | None]] = {}  # (i, j) -> (kind rank, distance)
+
+    def link(i: int, j: int, kind: str, distance: int | None) -> None:
+        key, rank = (min(i, j), max(i, j)), LEAK_KINDS.index(kind)
+        if key not in links or rank < links[key][0]:
+            links[key] = (rank, distance)
+
+    def link_equal(keys: list, kind: str, distance: int | None) -> None:
+        members = defaultdict(list)
+        for i, key in keys:
+            if key is not None:
+                members[key].append(i)
+        for same in members.values():
+            for i, j in combinations(same, 2):
+                link(i, j, kind, distance)
+
+    link_equal([(i, fps[i].file_hash) for i in ok], "exact-file", 0)
+    near = _near_pairs(fps, ok, max_distance, mirror, min_correlation)
+    pixel_digests: dict[int, bytes | None] = {}
+    for (i, j), distance in near.items():
+        if fps[i].file_hash != fps[j].file_hash:
+            for k in (i, j):
+                if k not in pixel_digests:
+                    pixel_digests[k] = pixel_hash(str(images[k].path))
+            same = pixel_digests[i] is not None and pixel_digests[i] == pixel_digests[j]
+            link(i, j, "exact-pixels" if same else "near-duplicate", 0 if same else distance)
+    signatures = _mask_signatures(dataset)
+    link_equal(list(enumerate(groups)), "same-group", None)
+    link_equal([(i, signatures[i]) for i in range(len(images))], "same-masks", None)
+    link_equal([(i, PurePath(image.file_name).name) for i, image in enumerate(images)], "same-name", None)
+
+    order = _split_order(dataset.splits)
+    rows, pair_findings = [], []
+    for (i, j), (rank, distance) in links.items():
+        if (order[images[i].split], i) > (order[images[j].split], j):
+            i, j = j, i
+        a, b, kind = images[i], images[j], LEAK_KINDS[rank]
+        rows.append((kind, a.split, a.file_name, b.split, b.file_name, distance, rank, order[a.split], i, j))
+        within = a.split == b.split
+        code = "duplicate-within-split" if within else f"leak-{kind}"
+        at = f" at pHash distance {distance}" if kind == "near-duplicate" else ""
+        pair_findings.append((rank, i, j, Finding(
+            code, LEAK_CODES[code],
+            f"{b.split} image {b.id} ({b.file_name}) {_WHAT[kind]} "
+            f"{a.split} image {a.id} ({a.file_name}){at}",
+            b.split, b.id, path=None if b.path is None else str(b.path),
+            details={"kind": kind, "distance": distance, "other_split": a.split, "other_image_id": a.id,
+                     "other_file_name": a.file_name})))
+    rows.sort(key=lambda r: (r[1] == r[3], r[7], r[6], r[8], r[9]))
+    pairs = pd.DataFrame([r[:6] for r in rows], columns=PAIR_COLUMNS).astype({"distance": "Int64"})
+    pair_findings.sort(key=lambda t: (t[3].code == "duplicate-within-split", t[0], t[1], t[2]))
+    findings.extend(t[3] for t in pair_findings)
+    summary = _summary(dataset, pairs, order, hashed, cached, len(findings) - len(pair_findings),
+                       cache.writable, max_distance)
+    return LeakageResult(findings, pairs, summary, hashed, cached, cache.writable)
+
+
+def _summary(dataset: Dataset, pairs: pd.DataFrame, order: dict[str, int], hashed: int, cached: int,
+             unreadable: int, writable: bool | None, max_distance: int) -> dict[str, Any]:
+    """Counts per split pair and kind, the share of each evaluation split that leaks, cache counts."""
+    cross = pairs[pairs.split_a != pairs.split_b]
+    within = pairs[pairs.split_a == pairs.split_b]
+    by_pair: dict[str, dict[str, int]] = {}
+    for (split_a, split_b, kind), count in Counter(zip(cross.split_a, cross.split_b, cross.kind)).items():
+        by_pair.setdefault(f"{split_a}/{split_b}", {})[kind] = count
+    sizes = Counter(image.split for image in dataset.images)
+    leaking_names = defaultdict(set)
+    for row in cross.itertuples():
+        leaking_names[row.split_b].add(row.image_b)
+        leaking_names[row.split_a].add(row.image_a)
+    evaluation = {split: {"images": sizes[split], "leaking": len(leaking_names[split]),
+                          "share": round(len(leaking_names[split]) / sizes[split], 4) if sizes[split]
+                          else 0.0}
+                  for split in sorted(order, key=order.get)[1:]}
+    return {
+        "images": len(dataset.images),
+        "unreadable": unreadable,
+        "hashed": hashed,
+        "cached": cached,
+        "cache_writable": writable,
+        "max_distance": max_distance,
+        "leak_pairs": len(cross),
+        "by_split_pair": {k: dict(sorted(v.items())) for k, v in sorted(by_pair.items())},
+        "by_kind": dict(sorted(Counter(cross.kind).items())),
+        "within_split": dict(sorted(Counter(within.kind).items())),
+        "evaluation": evaluation,
+    }
