@@ -22,6 +22,11 @@ class Task(str, Enum):
     panoptic = "panoptic"
 
 
+class AbsentClasses(str, Enum):
+    zero = "zero"
+    exclude = "exclude"
+
+
 def evaluate(
     gt: Annotated[Path, typer.Argument(metavar="GT", help="semantic: folder of PNG label maps; instance: COCO "
                                        "JSON; panoptic: COCO panoptic JSON (PNGs in the folder of the same name).")],
@@ -35,6 +40,10 @@ def evaluate(
     score_threshold: Annotated[Optional[float], typer.Option(
         "--score-threshold", help="instance: detections at or above it count in the TP/FP/FN table "
                                   "[default: 0.5].")] = None,
+    absent_classes: Annotated[AbsentClasses, typer.Option(
+        "--absent-classes", help="semantic: a class predicted but absent from GT scores IoU 0 and counts in mIoU "
+                                 "(zero: mmsegmentation, Cityscapes) or is left out (exclude: detectron2).")
+    ] = AbsentClasses.zero,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Exit 1 when an input triggers a quirk of the reference implementation (GT id 0, bbox "
                          "in segm results, stored area ≠ mask area, ignore overwritten by iscrowd, values "
@@ -53,7 +62,8 @@ def evaluate(
         options = {} if score_threshold is None else {"score_threshold": score_threshold}
         result = evaluate_instances(converters.read(gt, "coco"), read_json(pred), results_path=pred, **options)
     elif task is Task.semantic:
-        result = evaluate_semantic(gt, pred, **({} if ignore_index is None else {"ignore_index": ignore_index}))
+        options = {} if ignore_index is None else {"ignore_index": ignore_index}
+        result = evaluate_semantic(gt, pred, absent_classes=absent_classes.value, **options)
     else:
         result = evaluate_panoptic(gt, pred)
     output = result.to_dict()

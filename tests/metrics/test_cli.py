@@ -48,3 +48,17 @@ def test_semantic_ignore_index(tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)["summary"]
     assert (summary["pixels"], summary["pixel_accuracy"], summary["miou"]) == (2, 0.5, 0.25)
+
+
+def test_semantic_absent_classes_convention(tmp_path):
+    # class 1 is predicted once but absent from GT: IoU 0 counts (zero) or is left out (exclude)
+    for name, array in (("gt", np.array([[0, 2], [2, 2]])), ("pred", np.array([[1, 2], [2, 2]]))):
+        (tmp_path / name).mkdir()
+        Image.fromarray(array.astype(np.uint8)).save(tmp_path / name / "x.png")
+    mious = {}
+    for convention in ("zero", "exclude"):
+        done = run_segdata("evaluate", tmp_path / "gt", tmp_path / "pred", "--task", "semantic", "--json",
+                           "--absent-classes", convention)
+        assert done.returncode == 0, done.stderr
+        mious[convention] = json.loads(done.stdout)["summary"]["miou"]
+    assert mious == {"zero": 1 / 3, "exclude": 0.5}  # IoUs: class 0 → 0, class 1 → 0 (absent), class 2 → 1
