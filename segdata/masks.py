@@ -297,13 +297,15 @@ class Mask:
 def _ring_corners(contour: np.ndarray) -> np.ndarray:
     """Map a contour of the 2× upsampled mask to pixel corners, dropping straight-run points."""
     points = (contour.reshape(-1, 2) + 1) >> 1
-    points = points[(points != np.roll(points, 1, axis=0)).any(axis=1)]
+    step = np.concatenate((points[1:], points[:1])) - points  # cyclic: points[i+1] - points[i]
+    moving = (step[:, 0] != 0) | (step[:, 1] != 0)  # a point equal to the next adds nothing
+    points = points[moving]
     if len(points) < 4:
         return points
-    before = points - np.roll(points, 1, axis=0)
-    after = np.roll(points, -1, axis=0) - points
+    after = np.concatenate((points[1:], points[:1])) - points
+    before = np.concatenate((after[-1:], after[:-1]))
     turns = before[:, 0] * after[:, 1] != before[:, 1] * after[:, 0]
-    reversals = (before * after).sum(axis=1) < 0
+    reversals = before[:, 0] * after[:, 0] + before[:, 1] * after[:, 1] < 0
     return points[turns | reversals]
 
 
@@ -342,14 +344,16 @@ def bitmap_to_polygons(
     bitmap = np.asarray(bitmap)
     if bitmap.ndim != 2:
         raise MaskError(f"a bitmap must be 2-D (height, width), found shape {bitmap.shape}", code="mask-shape")
-    inside = (bitmap != 0).view(np.uint8)
-    x0, y0, width, height = cv2.boundingRect(inside)  # trace only the box: 4× its pixels, not the image's
+    if bitmap.dtype == bool:
+        bitmap = bitmap.view(np.uint8)
+    elif bitmap.dtype != np.uint8:
+        bitmap = (bitmap != 0).view(np.uint8)
+    x0, y0, width, height = cv2.boundingRect(bitmap)  # trace only the box: 4× its pixels, not the image's
     offset_xy = (offset_xy[0] + x0, offset_xy[1] + y0)
     doubled = np.zeros((2 * height + 2, 2 * width + 2), np.uint8)
     if height and width:
-        doubled[1:-1, 1:-1] = cv2.resize(
-            inside[y0 : y0 + height, x0 : x0 + width], (2 * width, 2 * height), interpolation=cv2.INTER_NEAREST
-        )
+        crop = np.minimum(bitmap[y0 : y0 + height, x0 : x0 + width], 1)  # any non-zero value is inside
+        cv2.resize(crop, (2 * width, 2 * height), dst=doubled[1:-1, 1:-1], interpolation=cv2.INTER_NEAREST)
     contours, hierarchy = cv2.findContours(doubled, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE, offset=(-1, -1))
     if not contours:
         return []
