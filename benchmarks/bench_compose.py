@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import subprocess
@@ -40,6 +39,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from _results import write_section  # benchmarks/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE / "data" / "synth_5k.json"
@@ -162,16 +163,6 @@ def _section(rows: list[tuple[str, int, dict]], load_avg: tuple[float, ...]) -> 
     return "\n".join(lines)
 
 
-def _write_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -200,7 +191,7 @@ def main() -> None:
     section = _section(rows, load_avg)
     print(section)
     if not args.no_write:
-        _write_results(section)
+        write_section(HEADING, section, RESULTS)
 
 
 if __name__ == "__main__":

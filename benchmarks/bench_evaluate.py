@@ -23,7 +23,6 @@ import copy
 import io
 import os
 import platform
-import re
 import time
 from pathlib import Path
 
@@ -34,6 +33,8 @@ from pycocotools.cocoeval import COCOeval
 
 from segdata.converters import coco
 from segdata.metrics.instance import STAT_NAMES, evaluate_instances
+
+from _results import write_section  # benchmarks/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
@@ -84,17 +85,6 @@ def run_pycocotools(gt_path: Path, results: list[dict]) -> tuple[list[float], fl
         e.summarize()
         done = time.perf_counter()
     return list(e.stats), loaded - start, done - loaded
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), keeping every other one."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 def main() -> None:
@@ -149,7 +139,7 @@ def main() -> None:
         "IoUs come from the same pycocotools C code in both; segdata's gain is the NumPy matching (all 4 area "
         "ranges × 10 thresholds per detection at once) and one-array-per-class accumulation. faster-coco-eval "
         "and hotcoco were not run (not installed in this environment).", ""])
-    write_section(args.results, section)
+    write_section(HEADING, section, args.results)
     print(section)
 
 

@@ -33,11 +33,12 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _results import write_section  # benchmarks/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE / "data" / "synth_5k.json"
@@ -358,19 +359,6 @@ def render(info: dict, dataset: str, load: dict | None, poly: dict | None, repea
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), keeping every other one."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = section.rstrip("\n") + "\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section + "\n", text, count=1)
-        text = text.rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def describe(path: Path) -> str:
     import orjson
 
@@ -420,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_write:
         print(section)
     else:
-        write_section(args.results, section)
+        write_section(HEADING, section, args.results)
         print(f"wrote section {HEADING!r} of {args.results}")
         print(section)
     if args.profile:

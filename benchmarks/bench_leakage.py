@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +36,8 @@ from PIL import Image, ImageEnhance, ImageFilter
 from segdata.fingerprint import popcount, radius_search
 from segdata.model import Dataset, ImageRecord
 from segdata.validators.leakage import find_leaks
+
+from _results import write_section  # benchmarks/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
@@ -159,17 +160,6 @@ def section(radius: dict, copies: dict, workers: int) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), keeping every other one."""
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        current = pattern.sub(lambda _m: text + "\n", current, count=1).rstrip("\n") + "\n"
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    path.write_text(current)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -182,7 +172,7 @@ def main() -> None:
     print(radius)
     copies = copies_benchmark(args.sources, args.workers)
     print(copies)
-    write_section(args.results, section(radius, copies, args.workers))
+    write_section(HEADING, section(radius, copies, args.workers), args.results)
     print(f"wrote section {HEADING!r} of {args.results}")
 
 

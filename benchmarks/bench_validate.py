@@ -24,7 +24,6 @@ import argparse
 import itertools
 import math
 import os
-import re
 import subprocess
 import time
 from collections import Counter
@@ -36,6 +35,8 @@ from segdata.converters import coco
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord
 from segdata.validators import CODES, validate
+
+from _results import write_section  # benchmarks/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE / "data" / "synth_5k.json"
@@ -139,17 +140,6 @@ def render(full: dict, rows: list[dict], data_path: Path, workers: int, load: st
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), keeping every other one."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -170,7 +160,7 @@ def main() -> None:
         print(row)
     load_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     load = f"{load_before.split('load average:')[-1].strip()} before, {load_after.split('load average:')[-1].strip()} after"
-    write_section(args.results, render(full, rows, args.data, args.workers, f"load average {load}"))
+    write_section(HEADING, render(full, rows, args.data, args.workers, f"load average {load}"), args.results)
     print(f"wrote section {HEADING!r} of {args.results}")
 
 

@@ -27,3 +27,20 @@ class Severity(str, Enum):
 
 
 FailOn = Annotated[Severity, typer.Option("--fail-on", help="Exit 1 when a finding is at or above this severity.")]
+
+
+class Overlap(str, Enum):
+    """The overlap policies of :mod:`segdata.compose`."""
+
+    smaller_on_top = "smaller-on-top"
+    larger_on_top = "larger-on-top"
+    later_wins = "later-wins"
+    score = "score"
+    void = "void"
+    error = "error"
+
+
+OverlapOption = Annotated[Overlap, typer.Option(
+    "--overlap", help="Who wins a pixel covered by several instances: smaller-on-top, larger-on-top, "
+                      "later-wins (file order), score (highest), void (contested pixels become void), "
+                      "error (refuse). Ties go to the later annotation.")]

@@ -10,18 +10,9 @@ import typer
 from rich.console import Console
 
 from segdata import converters
-from segdata.cli._options import Format, ImagesRoot, Json, Overwrite, Workers
+from segdata.cli._options import Format, ImagesRoot, Json, Overlap, OverlapOption, Overwrite, Workers
 from segdata.report import render_compose, write_json
 from segdata.semantic import write_maps, write_preview
-
-
-class Overlap(str, Enum):
-    smaller_on_top = "smaller-on-top"
-    larger_on_top = "larger-on-top"
-    later_wins = "later-wins"
-    score = "score"
-    void = "void"
-    error = "error"
 
 
 class Crowd(str, Enum):
@@ -38,11 +29,7 @@ class OnInvalid(str, Enum):
 def semantic(
     source: Annotated[Path, typer.Argument(metavar="SRC", help="The dataset to read.")],
     destination: Annotated[Path, typer.Argument(metavar="DST", help="The folder to write.")],
-    overlap: Annotated[Overlap, typer.Option(help="Who wins a pixel covered by several instances: "
-                                             "smaller-on-top, larger-on-top, later-wins (file order), "
-                                             "score (highest), void (contested pixels become void), "
-                                             "error (refuse). Ties go to the later annotation.")
-                       ] = Overlap.smaller_on_top,
+    overlap: OverlapOption = Overlap.smaller_on_top,
     crowd: Annotated[Crowd, typer.Option(help="Crowd regions: void, paint (under instances) or skip.")
                      ] = Crowd.void,
     void_value: Annotated[int, typer.Option(min=0, max=65535, help="Value of void pixels.")] = 255,

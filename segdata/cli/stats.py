@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from segdata import converters
-from segdata.cli._options import Format, ImagesRoot, Json, Workers
+from segdata.cli._options import Format, ImagesRoot, Json, Overlap, OverlapOption, Workers
 from segdata.report import render_stats, write_json, write_stats_plots
 from segdata.stats import class_stats
 
@@ -21,20 +21,10 @@ class By(str, Enum):
     instances = "instances"
 
 
-class Overlap(str, Enum):
-    smaller_on_top = "smaller-on-top"
-    larger_on_top = "larger-on-top"
-    later_wins = "later-wins"
-    score = "score"
-    void = "void"
-    error = "error"
-
-
 def stats(
     path: Annotated[Path, typer.Argument(metavar="PATH", help="A dataset file or folder.")],
     by: Annotated[By, typer.Option("--by", help="Sort the table by this count.")] = By.pixels,
-    overlap: Annotated[Overlap, typer.Option(help="Overlap policy of the class maps pixels are counted on.")
-                       ] = Overlap.smaller_on_top,
+    overlap: OverlapOption = Overlap.smaller_on_top,
     csv: Annotated[Optional[Path], typer.Option(
         "--csv", metavar="FILE", help="Also write every class table (all splits) as CSV.")] = None,
     plots: Annotated[Optional[Path], typer.Option(
