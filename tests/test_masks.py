@@ -114,6 +114,12 @@ def test_uncompressed_rle_is_read_column_major():
         pytest.param(lambda: Mask.from_polygons([[1, 1, 5, float("nan"), 3, 3]], 9, 9),
                      "coordinate-non-finite", "NaN", id="nan"),
         pytest.param(lambda: Mask.from_polygons([], 9, 9), "polygon-too-few-points", "empty", id="no-rings"),
+        pytest.param(lambda: Mask.from_polygons([[1, 1, 5, float("inf"), 3, float("-inf")]], 9, 9),
+                     "coordinate-non-finite", "NaN or infinite", id="inf-and-minus-inf"),
+        pytest.param(lambda: Mask.from_polygons([[1, 1, 5, "2", 3, 3]], 9, 9), "polygon-odd-coordinates",
+                     "not a list of numbers", id="string-coordinate"),
+        pytest.param(lambda: Mask.from_polygons([(1, 1, 5, 2, 3, 3)], 9, 9), "polygon-odd-coordinates",
+                     "not a list of numbers", id="tuple-ring"),
     ],
 )
 def test_undecodable_input_raises_with_a_finding_code(build, code, match):
