@@ -284,6 +284,12 @@ def radius_search(queries: np.ndarray, index: np.ndarray, radius: int, *, chunks
 # cache
 
 
+def cache_dir_for(dataset_path: str | Path) -> Path:
+    """Where the fingerprints of a dataset are cached: ``.segdata-cache/`` beside its annotations."""
+    dataset_path = Path(dataset_path)
+    return (dataset_path if dataset_path.is_dir() else dataset_path.parent) / ".segdata-cache"
+
+
 class FingerprintCache:
     """Fingerprints kept in ``<folder>/fingerprints.npz``, keyed by path, file size and mtime.
 

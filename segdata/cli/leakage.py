@@ -11,14 +11,11 @@ from rich.console import Console
 
 from segdata import converters
 from segdata.cli._options import FailOn, Format, ImagesRoot, Json, Overwrite, Severity, Workers
+from segdata.fingerprint import cache_dir_for
 from segdata.report import progress_bar, render_leak_fix, render_leakage, write_json
 from segdata.validators import fails
 from segdata.validators.leakage import find_leaks
 from segdata.validators.leakage_fix import resolve_leaks
-
-#: The fingerprint cache's folder, beside the annotations.
-CACHE_DIR = ".segdata-cache"
-
 
 class Resolve(str, Enum):
     move_to_train = "move-to-train"
@@ -67,7 +64,7 @@ def leakage(
     dataset = converters.read(path, format, **options)
     given = {"max_distance": max_distance, "mirror": mirror, "group_regex": group_regex}
     settings = {k: v for k, v in given.items() if v is not None}  # defaults live in find_leaks only
-    cache_dir = (path if path.is_dir() else path.parent) / CACHE_DIR
+    cache_dir = cache_dir_for(path)
     if json:
         result = find_leaks(dataset, cache_dir=cache_dir, workers=workers, **settings)
     else:

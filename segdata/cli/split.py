@@ -10,8 +10,8 @@ from rich.console import Console
 
 from segdata import converters
 from segdata.cli._options import Format, ImagesRoot, Json, Overwrite, Workers
-from segdata.cli.leakage import CACHE_DIR
 from segdata.errors import UsageError
+from segdata.fingerprint import cache_dir_for
 from segdata.report import render_split, write_json
 from segdata.splits import split_dataset
 from segdata.validators.leakage import find_leaks
@@ -57,7 +57,7 @@ def split(
     shares = _fractions(fractions)
     options = {"images_root": images_root} if images_root else {}
     dataset = converters.read(path, format, **options)
-    cache_dir = (path if path.is_dir() else path.parent) / CACHE_DIR
+    cache_dir = cache_dir_for(path)
     leaks = find_leaks(dataset, cache_dir=cache_dir, workers=workers)
     new, report = split_dataset(dataset, shares, group_regex=group_regex, leaks=leaks, seed=seed)
     conversion = converters.get("coco").write(new, out, copy_images=True, overwrite=overwrite,
