@@ -197,8 +197,7 @@ class Mask:
     def rle(self) -> dict:
         """Compressed COCO RLE, ``{"size": [h, w], "counts": bytes}``; computed once."""
         if self._rle is None:
-            parts = _coco_mask.frPyObjects(self._polygons, self.height, self.width)
-            self._rle = _coco_mask.merge(parts) if len(parts) > 1 else parts[0]
+            self._rle = self._rle_uncached()
         return self._rle
 
     @property
