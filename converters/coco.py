@@ -35,6 +35,8 @@ _SNIFF_BYTES = 1 << 16
 _ANN_KEYS = {"id", "image_id", "category_id", "segmentation", "iscrowd", "score"}
 _IMAGE_KEYS = {"id", "file_name", "width", "height"}
 MASK_ENCODINGS = ("keep", "polygon", "rle")
+#: What :func:`sniff` looks for, for the error that lists every format's test.
+LOOKS_FOR = "a *.json (or annotations/*.json) with 'images' and 'annotations', no 'segments_info'"
 
 
 _SPLIT_ORDER = {"train": 0, "val": 1, "validation": 1, "test": 2}

@@ -359,6 +359,18 @@ def _image_void(image: ImageRecord) -> np.ndarray:
     return void
 
 
+def rgb_to_ids(rgb: np.ndarray) -> np.ndarray:
+    """COCO panoptic ids from an (H, W, 3) image: id = R + 256·G + 256²·B."""
+    rgb = rgb.astype(np.uint32)
+    return rgb[..., 0] | (rgb[..., 1] << 8) | (rgb[..., 2] << 16)
+
+
+def ids_to_rgb(ids: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`rgb_to_ids` (ids below 2²⁴)."""
+    ids = ids.astype(np.uint32)
+    return np.stack([ids & 255, (ids >> 8) & 255, (ids >> 16) & 255], axis=-1).astype(np.uint8)
+
+
 def report_totals(reports: Sequence[ImageComposeReport]) -> dict[str, Any]:
     """Sum per-image reports into the totals a command prints (JSON-ready, stable keys)."""
     keys = ("instances", "crowd_instances", "contested_px", "won_by_policy_px", "won_by_order_px",

@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from segdata.compose import ComposeSettings, compose_image, report_dict, report_totals, settings
+from segdata.compose import (ComposeSettings, compose_image, ids_to_rgb, report_dict, report_totals,
+                             settings)
 from segdata.errors import UsageError
 from segdata.io import dumps_json, output_dir, write_bytes_atomic
 from segdata.model import Annotation, Dataset, ImageRecord
@@ -94,11 +95,6 @@ def encode_png(array: np.ndarray, palette: np.ndarray | None = None) -> bytes:
     return data.tobytes()
 
 
-def _panoptic_rgb(instance_map: np.ndarray) -> np.ndarray:
-    ids = instance_map.astype(np.uint32)
-    return np.stack([ids & 255, (ids >> 8) & 255, (ids >> 16) & 255], axis=-1).astype(np.uint8)
-
-
 def _write_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSettings, staging: Path,
                  palette: np.ndarray | None, instance_ids: bool, panoptic: bool) -> dict[str, Any] | None:
     """Compose one image and write its PNGs into the staging folder (runs in a worker)."""
@@ -116,7 +112,7 @@ def _write_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
         targets.append((staging / "instance_ids" / relative, encode_png(maps.instance_map)))
         result["annotation_ids"] = [ann.id for ann in annotations]
     if panoptic:
-        targets.append((staging / "panoptic" / relative, encode_png(_panoptic_rgb(maps.instance_map))))
+        targets.append((staging / "panoptic" / relative, encode_png(ids_to_rgb(maps.instance_map))))
         result["segments_info"] = maps.segments_info()
     for path, data in targets:
         path.parent.mkdir(parents=True, exist_ok=True)

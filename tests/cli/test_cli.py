@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from segdata import __version__
+from segdata import __version__, converters
 from segdata.converters import coco
 from tests.conftest import run_segdata
 
@@ -92,5 +92,8 @@ def test_unknown_format_and_non_empty_destination_exit_2(samples_dir, tmp_path):
 def test_unknown_folder_lists_what_was_tried(tmp_path):
     result = run_segdata("info", tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"segdata: error: {tmp_path}: not a dataset of any known format " \
-                                    "(tried: coco); name it with --format"
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith(f"segdata: error: {tmp_path}: not a dataset of any known format")
+    for name in converters.FORMATS:
+        assert f"{name}: {converters.get(name).LOOKS_FOR}" in line
+    assert line.endswith("name the format with --from or --format")

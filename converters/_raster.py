@@ -1,0 +1,123 @@
+"""What every raster format shares: reading label PNGs exactly, cutting maps into masks, reporting loss.
+
+Label maps are read with Pillow, never OpenCV: a palette PNG's values are its
+indices, not colours (pitfall 26), and a 16-bit PNG keeps all 16 bits
+(pitfall 25).  Writers paint through :func:`segdata.compose.compose_image`
+and account for every pixel an instance lost with :func:`raster_changes`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from segdata.compose import ComposedMaps
+from segdata.errors import FormatError, ReadError
+from segdata.masks import Mask
+from segdata.model import Change
+
+#: Pillow modes whose values are labels (P: palette indices; I;16*: 16-bit; I: 32-bit signed).
+_LABEL_MODES = {"1": np.uint8, "L": np.uint8, "P": np.uint8, "I;16": np.uint16, "I;16B": np.uint16,
+                "I;16L": np.uint16, "I": np.uint32}
+
+
+def read_label_png(path: str | Path) -> np.ndarray:
+    """The values of a single-channel label map: palette indices, 8-bit, 16-bit or 32-bit.
+
+    Returns
+    -------
+    ndarray of shape (H, W), dtype uint8, uint16 or uint32
+
+    Raises
+    ------
+    ReadError
+        The file is missing or cannot be opened.
+    FormatError
+        Not an image, or a colour image (RGB/RGBA) where label values were expected.
+    """
+    with _open(path) as image:
+        dtype = _LABEL_MODES.get(image.mode)
+        if dtype is None:
+            raise FormatError(f"a label map must be single-channel (palette, 8-bit or 16-bit); found "
+                              f"mode {image.mode}", path=path)
+        values = np.asarray(image)
+    if values.dtype == np.int32:
+        if values.size and values.min() < 0:
+            raise FormatError("a label map holds negative values", path=path)
+        return values.astype(np.uint32)
+    return values.astype(dtype, copy=False)
+
+
+def read_rgb_png(path: str | Path) -> np.ndarray:
+    """An (H, W, 3) uint8 colour image (palette and grey images expanded, alpha dropped)."""
+    with _open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file, read from its header only."""
+    with _open(path) as image:
+        return image.size
+
+
+def _open(path: str | Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+    except FileNotFoundError:
+        raise ReadError("no such file", path=path) from None
+    except UnidentifiedImageError:
+        raise FormatError("not an image Pillow can read (empty or corrupt file?)", path=path) from None
+    except OSError as error:
+        raise ReadError(f"cannot open: {error}", path=path) from None
+    try:
+        image.load()
+    except OSError as error:
+        image.close()
+        raise FormatError(f"cannot decode image: {error}", path=path) from None
+    return image
+
+
+def masks_by_value(label_map: np.ndarray, skip: tuple[int, ...] = ()) -> dict[int, Mask]:
+    """One mask per distinct value of ``label_map`` (ascending), leaving out the ``skip`` values.
+
+    Examples
+    --------
+    >>> masks = masks_by_value(np.array([[0, 3], [3, 7]], np.uint8), skip=(0,))
+    >>> {value: mask.area for value, mask in masks.items()}
+    {3: 2, 7: 1}
+    """
+    values = np.unique(label_map)
+    return {int(v): Mask.from_bitmap(label_map == v) for v in values if int(v) not in skip}
+
+
+def raster_changes(maps: ComposedMaps, split: str, image_id: int) -> list[Change]:
+    """What painting cost each annotation of one image, as conversion-report changes.
+
+    Kinds: ``skipped`` (unusable, or crowd under ``crowd="skip"``),
+    ``crowd-as-void`` (a crowd region written as void), ``hidden`` (no
+    pixel left visible, IoU 0) and ``overlap-cut`` (pixels lost to other
+    instances or to void; IoU = visible / source area, since the written
+    mask is the visible part of the source).
+    """
+    counts = np.bincount(maps.instance_map.ravel(), minlength=len(maps.annotations) + 1)
+    skipped = set(maps.report.skipped_annotation_ids)
+    changes = []
+    for value, ann in enumerate(maps.annotations, start=1):
+        where = (split, image_id, ann.id)
+        if ann.id in skipped:
+            changes.append(Change("skipped", *where, ann.defect or ("crowd region left out (crowd='skip')"
+                                                                   if ann.iscrowd else "mask missing")))
+            continue
+        if ann.mask is None:
+            continue
+        area, visible = ann.mask.area, int(counts[value])
+        if ann.iscrowd and visible == 0 and area:
+            changes.append(Change("crowd-as-void", *where, f"{area} px crowd region written as void"))
+        elif visible == 0 and area:
+            changes.append(Change("hidden", *where, f"all {area} px under other instances or void", 0.0))
+        elif visible < area:
+            changes.append(Change("overlap-cut", *where, f"{area - visible} of {area} px under other "
+                                  "instances or void", visible / area))
+    return changes
