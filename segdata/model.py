@@ -94,11 +94,11 @@ class Finding:
 
 @dataclass(slots=True)
 class Change:
-    """What a conversion did to one annotation."""
+    """What a conversion did to one annotation (``image_id`` None: to a category)."""
 
     kind: str
     split: str
-    image_id: int
+    image_id: int | None
     annotation_id: int | None
     detail: str
     iou: float | None = None
@@ -123,14 +123,20 @@ class ConversionReport:
         return dict(sorted(Counter(c.kind for c in self.changes).items()))
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: totals, counts by kind, and every change."""
-        ious = [c.iou for c in self.changes if c.iou is not None]
+        """The JSON form: totals, counts by kind, IoU of the lossy kinds, and every change."""
+        ious: dict[str, list[float]] = defaultdict(list)
+        for change in self.changes:
+            if change.iou is not None:
+                ious[change.kind].append(change.iou)
+        every = [iou for values in ious.values() for iou in values]
         return {
             "format": self.format,
             "images_written": self.images_written,
             "annotations_written": self.annotations_written,
             "changes_by_kind": self.counts(),
-            "mean_iou": sum(ious) / len(ious) if ious else None,
+            "iou_by_kind": {kind: {"mean": sum(v) / len(v), "min": min(v)} for kind, v in sorted(ious.items())},
+            "mean_iou": sum(every) / len(every) if every else None,
+            "min_iou": min(every) if every else None,
             "changes": [asdict(c) for c in self.changes],
         }
 

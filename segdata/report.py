@@ -81,11 +81,15 @@ def render_conversion(report: dict[str, Any], console: Console) -> None:
     table = Table(title="changes", title_justify="left")
     table.add_column("kind")
     table.add_column("annotations", justify="right")
+    table.add_column("mean IoU", justify="right")
+    table.add_column("min IoU", justify="right")
     for kind, count in report["changes_by_kind"].items():
-        table.add_row(kind, f"{count:,}")
+        iou = report["iou_by_kind"].get(kind)
+        table.add_row(kind, f"{count:,}", *(f"{iou[k]:.4f}" for k in ("mean", "min")) if iou else ("", ""))
     console.print(table)
     if report["mean_iou"] is not None:
-        console.print(f"mean IoU of changed masks: {report['mean_iou']:.4f}")
+        console.print(f"IoU of the masks as written vs the source: mean {report['mean_iou']:.4f}, "
+                      f"min {report['min_iou']:.4f}")
 
 
 def render_findings(result: dict[str, Any], console: Console, *, first: int = 3) -> None:
