@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from segdata.errors import SegdataError, UsageError
+from segdata.masks import crops
 from segdata.model import Annotation, Category, ImageRecord
 
 #: How a pixel covered by several non-crowd instances is decided.
@@ -211,17 +212,12 @@ def compose_image(image: ImageRecord, annotations: Sequence[Annotation], config:
     instance_dtype = np.uint16 if len(annotations) <= _MAX_PNG_VALUE else np.uint32
     owner = np.zeros((height, width), instance_dtype)
     things, crowds = [], []  # (value, annotation, x0, y0, crop)
-    for value, ann in enumerate(annotations, start=1):
-        crop = _usable_crop(image, ann, config, report)
-        if crop is None:
-            continue
-        if ann.iscrowd:
-            if config.crowd == "skip":
-                report.skipped_annotation_ids.append(ann.id)
-                continue
-            crowds.append((value, ann, *crop))
-        else:
-            things.append((value, ann, *crop))
+    usable = [(value, ann) for value, ann in enumerate(annotations, start=1) if _usable(image, ann, config, report)]
+    if config.crowd == "skip":
+        report.skipped_annotation_ids.extend(ann.id for _v, ann in usable if ann.iscrowd)
+        usable = [(value, ann) for value, ann in usable if not ann.iscrowd]
+    for (value, ann), crop in zip(usable, crops([ann.mask for _v, ann in usable])):
+        (crowds if ann.iscrowd else things).append((value, ann, *crop))
     report.instances, report.crowd_instances = len(things), len(crowds)
 
     class_map = np.full((height, width), config.background_value, config.class_dtype)
@@ -261,8 +257,7 @@ def compose_image(image: ImageRecord, annotations: Sequence[Annotation], config:
     return ComposedMaps(class_map, owner, list(annotations), report, boxes)
 
 
-def _usable_crop(image: ImageRecord, ann: Annotation, config: ComposeSettings,
-                 report: ImageComposeReport) -> tuple[int, int, np.ndarray] | None:
+def _usable(image: ImageRecord, ann: Annotation, config: ComposeSettings, report: ImageComposeReport) -> bool:
     where = f"annotation {ann.id} (image {image.id}{', split ' + image.split if image.split else ''})"
     if ann.category_id not in config.category_ids:
         raise ComposeError(f"category {ann.category_id} is not in the dataset's categories "
@@ -270,7 +265,7 @@ def _usable_crop(image: ImageRecord, ann: Annotation, config: ComposeSettings,
     if ann.defect is not None or ann.mask is None:
         if config.on_invalid == "skip":
             report.skipped_annotation_ids.append(ann.id)
-            return None
+            return False
         raise ComposeError(f"annotation is unusable ({ann.defect or 'no mask'}); fix it, or skip such "
                            "records with on_invalid='skip' (--on-invalid skip)", record=where)
     if ann.mask.shape_hw != (image.height, image.width):
@@ -280,7 +275,7 @@ def _usable_crop(image: ImageRecord, ann: Annotation, config: ComposeSettings,
     if config.overlap == "score" and not ann.iscrowd and ann.score is None:
         raise ComposeError("overlap='score' needs a score on every instance; this one has none",
                            record=where)
-    return ann.mask.to_crop()
+    return True
 
 
 def _few(ids: frozenset[int]) -> str:

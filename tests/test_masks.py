@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 from pycocotools import mask as coco_mask
 
 from segdata.errors import MaskError
-from segdata.masks import Mask, bitmap_to_polygons, decode_rle_string
+from segdata.masks import Mask, bitmap_to_polygons, crops, decode_rle_string
 from tests.cases import MASKS
 
 
@@ -49,6 +49,16 @@ def test_rle_string_decoder_matches_pycocotools(bitmap):
     flat = bitmap.ravel(order="F")
     rebuilt = np.repeat(np.arange(runs.size) % 2, runs).astype(bool)
     assert runs.sum() == bitmap.size and np.array_equal(rebuilt, flat)
+
+
+@given(st.lists(arrays(bool, st.tuples(st.integers(1, 40), st.integers(1, 40)), elements=st.booleans()),
+                min_size=1, max_size=6))
+def test_batched_crops_equal_one_at_a_time(bitmaps):
+    masks = [Mask.from_bitmap(b) for b in bitmaps]
+    for (x0, y0, crop), bitmap in zip(crops(masks), bitmaps):
+        full = np.zeros(bitmap.shape, bool)
+        full[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
+        np.testing.assert_array_equal(full, bitmap)
 
 
 @pytest.mark.parametrize("bitmap", MASKS)
