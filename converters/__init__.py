@@ -21,6 +21,9 @@ from segdata.model import Dataset
 #: Format name -> module, in the order ``sniff`` tries them.
 _MODULES: dict[str, str] = {
     "coco": "segdata.converters.coco",
+    "semantic-png": "segdata.converters.semantic_png",
+    "voc": "segdata.converters.voc",
+    "cityscapes": "segdata.converters.cityscapes",
 }
 FORMATS = tuple(_MODULES)
 

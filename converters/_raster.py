@@ -69,8 +69,10 @@ def _open(path: str | Path) -> Image.Image:
         raise ReadError("no such file", path=path) from None
     except UnidentifiedImageError:
         raise FormatError("not an image Pillow can read (empty or corrupt file?)", path=path) from None
-    except OSError as error:
+    except PermissionError as error:
         raise ReadError(f"cannot open: {error}", path=path) from None
+    except OSError as error:  # the file is there but its bytes are not a whole image (truncated)
+        raise FormatError(f"cannot decode image: {error}", path=path) from None
     try:
         image.load()
     except OSError as error:

@@ -259,15 +259,15 @@ def compose_image(image: ImageRecord, annotations: Sequence[Annotation], config:
 
 def _usable(image: ImageRecord, ann: Annotation, config: ComposeSettings, report: ImageComposeReport) -> bool:
     where = f"annotation {ann.id} (image {image.id}{', split ' + image.split if image.split else ''})"
-    if ann.category_id not in config.category_ids:
-        raise ComposeError(f"category {ann.category_id} is not in the dataset's categories "
-                           f"(known: {_few(config.category_ids)})", record=where)
     if ann.defect is not None or ann.mask is None:
         if config.on_invalid == "skip":
             report.skipped_annotation_ids.append(ann.id)
             return False
         raise ComposeError(f"annotation is unusable ({ann.defect or 'no mask'}); fix it, or skip such "
                            "records with on_invalid='skip' (--on-invalid skip)", record=where)
+    if ann.category_id not in config.category_ids:
+        raise ComposeError(f"category {ann.category_id} is not in the dataset's categories "
+                           f"(known: {_few(config.category_ids)})", record=where)
     if ann.mask.shape_hw != (image.height, image.width):
         height, width = ann.mask.shape_hw
         raise ComposeError(f"mask is {height}×{width} (height×width) but the image is "

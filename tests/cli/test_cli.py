@@ -83,7 +83,8 @@ def test_flagged_records_are_counted_not_fatal(tmp_path):
 
 def test_unknown_format_and_non_empty_destination_exit_2(samples_dir, tmp_path):
     result = run_segdata("convert", samples_dir / "coco", tmp_path, "--to", "nope")
-    assert result.returncode == 2 and "unknown format 'nope'; known formats: coco" in result.stderr
+    known = ", ".join(sorted(converters.FORMATS))
+    assert result.returncode == 2 and f"unknown format 'nope'; known formats: {known}" in result.stderr
     (tmp_path / "x").write_text("")
     result = run_segdata("convert", samples_dir / "coco", tmp_path, "--to", "coco")
     assert result.returncode == 2 and "not empty; pass --overwrite" in result.stderr

@@ -1,0 +1,332 @@
+"""Semantic class maps: one PNG per image, a value per class, and ``classes.json``.
+
+Layout (the one :func:`segdata.semantic.write_maps` writes)::
+
+    classes.json          background and void values, and value -> category id and name
+    <split>/<stem>.png    class map: palette PNG (8-bit, values are the indices) or 16-bit grey
+
+A map directly in the folder has split ``""``; one in a sub-folder has the
+first folder as its split.  Folders without ``classes.json`` (mmsegmentation
+and labelme label maps) are read with ``classes=``: a ``classes.json``, or a
+text file with one name a line, line i naming value i (labelme's
+``labels.txt`` starts with ``__ignore__``, which takes no value).  A line
+named ``_background_``/``background`` makes its value the background; the
+void value is 255 unless the table names a class 255.
+
+What the format loses: instances.  Reading gives one annotation per class
+per image (pitfall 35: instances cannot be recovered from class maps), the
+void value becomes the image's ``void`` region and the background value
+nothing.  Writing merges every instance into its class, and reports a
+``merged`` change for each annotation that shares its image with another
+instance of its class, besides what painting cost (overlaps, crowd as void).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from segdata.compose import ComposeSettings, compose_image, settings
+from segdata.converters._raster import image_size, masks_by_value, raster_changes, read_label_png
+from segdata.errors import FormatError, ReadError, UsageError
+from segdata.io import dumps_json, output_dir, read_json
+from segdata.masks import Mask
+from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
+from segdata.parallel import map_images
+from segdata.semantic import encode_png, map_path, palette_rgb
+
+#: What :func:`sniff` looks for, for the error that lists every format's test.
+LOOKS_FOR = "a folder of class-map PNGs with classes.json beside them"
+
+_RESERVED = ("instance_ids", "panoptic")
+_BACKGROUND_NAMES = {"_background_", "background", "__background__"}
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".JPG", ".JPEG", ".PNG")
+_SHOWN_VALUES = 10
+
+
+def sniff(path: str | Path) -> bool:
+    """True for a folder with a segdata ``classes.json`` and no instance-id or panoptic maps."""
+    path = Path(path)
+    if not path.is_dir() or any((path / name).exists() for name in _RESERVED):
+        return False
+    try:
+        table = read_json(path / "classes.json")
+    except (FormatError, ReadError, OSError):
+        return False
+    return isinstance(table, dict) and isinstance(table.get("classes"), list) and "void_value" in table
+
+
+class _Table:
+    """Value -> category, and the background and void values (``None`` when there is none)."""
+
+    def __init__(self, categories: dict[int, Category], values: dict[int, int], background: int | None,
+                 void: int | None):
+        self.categories, self.values, self.background, self.void = categories, values, background, void
+
+
+def _parse_json_table(data: Any, path: Path) -> _Table:
+    if isinstance(data, list):  # a plain list of names, index = value
+        return _names_table([str(n) for n in data])
+    if not isinstance(data, dict) or not isinstance(data.get("classes"), list):
+        raise FormatError("a class table must hold a 'classes' list (as segdata semantic writes it) or be "
+                          "a list of names", path=path)
+    categories, values = {}, {}
+    for index, entry in enumerate(data["classes"]):
+        where = f"classes[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise FormatError("each class needs a 'name' and an integer 'value' or 'id'", path=path, record=where)
+        cat_id, value = entry.get("id", entry.get("value")), entry.get("value", entry.get("id"))
+        if not isinstance(cat_id, int) or not isinstance(value, int) or isinstance(value, bool):
+            raise FormatError("each class needs a 'name' and an integer 'value' or 'id'", path=path, record=where)
+        if value in values:
+            raise FormatError(f"value {value} is given to two classes", path=path, record=where)
+        color = entry.get("color")
+        categories[cat_id] = Category(cat_id, entry["name"], entry.get("supercategory") or "",
+                                      bool(entry.get("isthing", True)),
+                                      tuple(color) if isinstance(color, list) and len(color) == 3 else None)
+        values[value] = cat_id
+    background, void = data.get("background_value", 0), data.get("void_value", 255)
+    for name, v in (("background_value", background), ("void_value", void)):
+        if v is not None and not isinstance(v, int):
+            raise FormatError(f"{name!r} must be an integer or null, found {v!r}", path=path)
+    return _Table(categories, values, background, void)
+
+
+def _names_table(names: list[str]) -> _Table:
+    """One name a value; ``__ignore__`` first takes no value, ``_background_`` marks the background.
+
+    >>> table = _names_table(["__ignore__", "_background_", "car", "track"])
+    >>> table.background, table.void, {v: table.categories[c].name for v, c in table.values.items()}
+    (0, 255, {1: 'car', 2: 'track'})
+    """
+    if names and names[0] == "__ignore__":
+        names = names[1:]
+    background = next((i for i, n in enumerate(names) if n in _BACKGROUND_NAMES), None)
+    void = 255 if len(names) <= 255 else None
+    categories = {i: Category(i, n) for i, n in enumerate(names) if i != background}
+    return _Table(categories, {i: i for i in categories}, background, void)
+
+
+def _class_table(root: Path, classes: str | Path | None) -> _Table:
+    path = Path(classes) if classes is not None else root / "classes.json"
+    if classes is None and not path.is_file():
+        raise FormatError("no class table: expected classes.json beside the maps; pass one with --classes "
+                          "(a classes.json, or a text file with one class name a line, line i naming value i)",
+                          path=root)
+    if path.suffix.lower() == ".json":
+        return _parse_json_table(read_json(path), path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise ReadError(f"cannot read the class table: {error}", path=path) from None
+    except UnicodeDecodeError:
+        raise FormatError("a class table must be UTF-8 text", path=path) from None
+    names = [line.strip() for line in lines if line.strip()]
+    if not names:
+        raise FormatError("the class table names no class", path=path)
+    return _names_table(names)
+
+
+def _find_image(images_root: Path, split: str, stem: PurePosixPath) -> Path | None:
+    for folder in ([images_root / split, images_root] if split else [images_root]):
+        for suffix in _IMAGE_SUFFIXES:
+            candidate = folder / f"{stem}{suffix}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read(path: str | Path, *, classes: str | Path | None = None,
+         images_root: str | Path | None = None) -> Dataset:
+    """Read a folder of class maps: one annotation per class per image.
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder holding the maps (and ``classes.json``).
+    classes : str or Path, optional
+        The class table, for folders without ``classes.json``.
+    images_root : str or Path, optional
+        Where the images are (``<split>/<stem>.<ext>`` or ``<stem>.<ext>``);
+        gives their file names and checks their size against the maps.
+
+    Returns
+    -------
+    Dataset
+        With findings for unreadable maps, values without a class, and maps
+        whose size differs from their image.
+
+    Raises
+    ------
+    FormatError
+        Not a folder, no class table, a class table that cannot be parsed.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FormatError("expected a folder of class-map PNGs with classes.json", path=root)
+    table = _class_table(root, classes)
+    maps = sorted(p for p in root.rglob("*.png") if p.relative_to(root).parts[0] not in _RESERVED)
+    if not maps:
+        raise FormatError("no class-map PNG found (expected <split>/<stem>.png or <stem>.png)", path=root)
+    dataset = Dataset(dict(sorted(table.categories.items())), [], [], source_format="semantic-png",
+                      meta={"": {"background_value": table.background, "void_value": table.void}})
+    next_id = 1
+    for image_id, map_file in enumerate(maps, start=1):
+        relative = PurePosixPath(map_file.relative_to(root).as_posix())
+        split = relative.parts[0] if len(relative.parts) > 1 else ""
+        stem = relative.relative_to(split).with_suffix("") if split else relative.with_suffix("")
+        image_path = _find_image(Path(images_root), split, stem) if images_root else None
+        file_name = f"{stem}{image_path.suffix}" if image_path else f"{stem}.png"
+        image = ImageRecord(image_id, file_name, 0, 0, split=split, path=image_path)
+        dataset.images.append(image)
+
+        def flag(code, message, annotation_id=None, severity="error", **details):
+            dataset.findings.append(Finding(code, severity, message, split, image_id, annotation_id,
+                                            str(map_file), details))
+
+        try:
+            values = read_label_png(map_file)
+        except (FormatError, ReadError) as error:
+            flag("label-map-unreadable", error.message)
+            image.defect = "label-map-unreadable"
+            continue
+        image.height, image.width = values.shape
+        if image_path is not None:
+            try:
+                width, height = image_size(image_path)
+            except (FormatError, ReadError) as error:
+                flag("image-unreadable", f"{image_path}: {error.message}", severity="warning")
+            else:
+                if (width, height) != (image.width, image.height):
+                    flag("label-map-size-mismatch", f"label map is {image.width}×{image.height} but the image "
+                         f"{image_path.name} is {width}×{height} (width×height)")
+                    image.defect = "label-map-size-mismatch"
+                    image.width, image.height = width, height
+        masks = masks_by_value(values, skip=tuple(v for v in (table.background,) if v is not None))
+        if table.void is not None and table.void in masks:
+            image.void = masks.pop(table.void)
+        unknown = [v for v in masks if v not in table.values]
+        if unknown:
+            shown = ", ".join(map(str, unknown[:_SHOWN_VALUES])) + (f", … ({len(unknown)} in all)"
+                                                                    if len(unknown) > _SHOWN_VALUES else "")
+            flag("label-value-unknown", f"values {shown} have no class in the class table",
+                 values=unknown, pixels=[masks[v].area for v in unknown])
+        for value, mask in masks.items():
+            known = value in table.values
+            dataset.annotations.append(Annotation(next_id, image_id, table.values[value] if known else value,
+                                                  mask, split=split, defect=None if known else "category-unknown",
+                                                  attributes={"value": value}))
+            next_id += 1
+    return dataset
+
+
+def write(
+    dataset: Dataset,
+    path: str | Path,
+    *,
+    overlap: str = "smaller-on-top",
+    void_value: int = 255,
+    background_value: int = 0,
+    overwrite: bool = False,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ConversionReport:
+    """Write one class map per image and ``classes.json``; class value = category id.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    path : str or Path
+        The destination folder; written atomically.
+    overlap : str
+        Who wins a pixel several instances cover (see :func:`segdata.compose.settings`).
+    void_value, background_value : int
+        The values of void (crowd regions, the image's void) and of unlabelled pixels.
+    overwrite : bool
+        Replace a non-empty destination.
+    workers : int, optional
+        Processes painting images (default: all cores).
+    progress : callable, optional
+        Called with the number of images just written.
+
+    Returns
+    -------
+    ConversionReport
+        ``merged`` for instances merged into their class, and what painting cost.
+
+    Raises
+    ------
+    UsageError
+        A category id equal to the background or void value, two images
+        written to the same PNG, a split named like a reserved folder.
+    """
+    config = settings(dataset.categories, overlap=overlap, crowd="void", void_value=void_value,
+                      background_value=background_value, on_invalid="skip")
+    clash = [s for s in dataset.splits if s in _RESERVED]
+    if clash:
+        raise UsageError(f"split {clash[0]!r} has the name of a reserved folder ({', '.join(_RESERVED)})")
+    seen: dict[PurePosixPath, int] = {}
+    for image in dataset.images:
+        if not image.defect:
+            relative = map_path(image)
+            if relative in seen:
+                raise UsageError(f"images {seen[relative]} and {image.id} would both be written to {relative}",
+                                 record=f"image {image.id}")
+            seen[relative] = image.id
+    palette = palette_rgb(config, {c.id: c.color for c in dataset.categories.values()}) \
+        if config.class_dtype == np.uint8 else None
+    names = {c.id: c.name for c in dataset.categories.values()}
+    report = ConversionReport("semantic-png")
+    with output_dir(path, overwrite=overwrite) as staging:
+        job = partial(_write_image, config=config, staging=staging, palette=palette, names=names)
+        for changes, written in map_images(job, dataset.iter_images(), workers=workers, progress=progress):
+            report.changes.extend(changes)
+            if written is not None:
+                report.images_written += 1
+                report.annotations_written += written
+        table = {"background_value": background_value, "void_value": void_value,
+                 "dtype": np.dtype(config.class_dtype).name,
+                 "classes": [{"value": c.id, "id": c.id, "name": c.name, "supercategory": c.supercategory}
+                             for c in sorted(dataset.categories.values(), key=lambda c: c.id)]}
+        (staging / "classes.json").write_bytes(dumps_json(table, indent=True))
+    known = {(i.split, i.id) for i in dataset.images}
+    for ann in dataset.annotations:
+        if (ann.split, ann.image_id) not in known:
+            report.add("skipped", ann.split, ann.image_id, ann.id, ann.defect or "image-ref-unknown")
+    return report
+
+
+def _write_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSettings, staging: Path,
+                 palette: np.ndarray | None, names: dict[int, str]) -> tuple[list[Change], int | None]:
+    """Paint one image's class map into the staging folder (runs in a worker)."""
+    image, annotations = job
+    changes: list[Change] = []
+    if image.defect:
+        return [Change("skipped", image.split, image.id, None, image.defect)], None
+    usable = []
+    for ann in annotations:
+        reason = ann.defect or ("mask-missing" if ann.mask is None else None)
+        if reason is None and ann.mask.shape_hw != (image.height, image.width):
+            reason = "mask-size-mismatch"
+        if reason:
+            changes.append(Change("skipped", ann.split, ann.image_id, ann.id, reason))
+        else:
+            usable.append(ann)
+    maps = compose_image(image, usable, config)
+    changes.extend(raster_changes(maps, image.split, image.id))
+    per_class = Counter(a.category_id for a in usable if not a.iscrowd)
+    for ann in usable:
+        others = per_class[ann.category_id] - 1
+        if not ann.iscrowd and others:
+            changes.append(Change("merged", ann.split, ann.image_id, ann.id, f"merged with {others} other "
+                                  f"instances of class {names[ann.category_id]}"))
+    target = staging / map_path(image)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(encode_png(maps.class_map, palette))
+    present = np.unique(maps.class_map)
+    return changes, int(np.count_nonzero((present != config.background_value) & (present != config.void_value)))
