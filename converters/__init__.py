@@ -24,6 +24,8 @@ _MODULES: dict[str, str] = {
     "semantic-png": "segdata.converters.semantic_png",
     "voc": "segdata.converters.voc",
     "cityscapes": "segdata.converters.cityscapes",
+    "coco-panoptic": "segdata.converters.coco_panoptic",
+    "instance-png": "segdata.converters.instance_png",
 }
 FORMATS = tuple(_MODULES)
 
