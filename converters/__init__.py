@@ -21,6 +21,8 @@ from segdata.model import Dataset
 #: Format name -> module, in the order ``sniff`` tries them.
 _MODULES: dict[str, str] = {
     "coco": "segdata.converters.coco",
+    "yolo": "segdata.converters.yolo",
+    "labelme": "segdata.converters.labelme",
     "semantic-png": "segdata.converters.semantic_png",
     "voc": "segdata.converters.voc",
     "cityscapes": "segdata.converters.cityscapes",
