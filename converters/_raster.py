@@ -103,7 +103,7 @@ def raster_changes(maps: ComposedMaps, split: str, image_id: int) -> list[Change
     instances or to void; IoU = visible / source area, since the written
     mask is the visible part of the source).
     """
-    counts = np.bincount(maps.instance_map.ravel(), minlength=len(maps.annotations) + 1)
+    counts = maps.visible_areas()
     skipped = set(maps.report.skipped_annotation_ids)
     changes = []
     for value, ann in enumerate(maps.annotations, start=1):
@@ -114,7 +114,7 @@ def raster_changes(maps: ComposedMaps, split: str, image_id: int) -> list[Change
             continue
         if ann.mask is None:
             continue
-        area, visible = ann.mask.area, int(counts[value])
+        area, visible = int(maps.source_areas[value]), int(counts[value])
         if ann.iscrowd and visible == 0 and area:
             changes.append(Change("crowd-as-void", *where, f"{area} px crowd region written as void"))
         elif visible == 0 and area:

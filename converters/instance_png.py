@@ -379,7 +379,7 @@ def _paint_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
     usable = _usable(image, anns, config, changes)
     maps = compose_image(image, usable, config)
     changes.extend(raster_changes(maps, image.split, image.id))
-    visible = np.flatnonzero(np.bincount(maps.instance_map.ravel(), minlength=len(usable) + 1))
+    visible = np.flatnonzero(maps.visible_areas())
     instances = [{**usable[v - 1].attributes, "value": int(v), "id": usable[v - 1].id,
                   "category_id": usable[v - 1].category_id, "iscrowd": int(usable[v - 1].iscrowd)}
                  for v in visible if v > 0]

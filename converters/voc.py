@@ -486,7 +486,7 @@ def _write_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
             usable.append(ann)
     maps = compose_image(image, usable, config)
     changes.extend(raster_changes(maps, image.split, image.id))
-    visible = np.bincount(maps.instance_map.ravel(), minlength=len(usable) + 1)
+    visible = maps.visible_areas()
     shown = [value for value, ann in enumerate(usable, start=1) if not ann.iscrowd and visible[value]]
     numbers = [usable[value - 1].attributes.get("instance") for value in shown]
     if not all(isinstance(n, int) and 1 <= n <= _MAX_INSTANCES for n in numbers) or len(set(numbers)) < len(numbers):

@@ -94,7 +94,8 @@ class ComposedMaps:
 
     ``class_map`` holds category ids, ``background_value`` and ``void_value``;
     ``instance_map`` holds ``1 + position`` of the annotation in the image's
-    annotation list (0 = no instance: background, void or a voided crowd).
+    annotation list (0 = no instance: background, void or a voided crowd);
+    ``source_areas[value]`` is the pixel count of that annotation's whole mask.
     """
 
     class_map: np.ndarray
@@ -102,6 +103,22 @@ class ComposedMaps:
     annotations: list[Annotation]
     report: ImageComposeReport
     boxes_xyxy: dict[int, tuple[int, int, int, int]]
+    source_areas: np.ndarray
+    _visible: np.ndarray | None = field(default=None, repr=False)
+
+    def visible_areas(self) -> np.ndarray:
+        """Visible pixels of each annotation, indexed by its instance value (index 0 unused).
+
+        Counted inside each instance's box, not over the whole map: the
+        boxes of an image's instances cover far fewer pixels than a
+        full-image histogram per image.
+        """
+        if self._visible is None:
+            areas = np.zeros(len(self.annotations) + 1, np.int64)
+            for value, (x0, y0, x1, y1) in self.boxes_xyxy.items():
+                areas[value] = np.count_nonzero(self.instance_map[y0:y1, x0:x1] == value)
+            self._visible = areas
+        return self._visible
 
     def segments_info(self) -> list[dict[str, Any]]:
         """COCO panoptic ``segments_info`` of the visible instances; segment id = instance value.
@@ -254,7 +271,10 @@ def compose_image(image: ImageRecord, annotations: Sequence[Annotation], config:
         (ann.id for value, ann, x0, y0, crop in suspects
          if crop.any() and not (owner[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]][crop] == value).any()),
         key=[a.id for a in annotations].index)
-    return ComposedMaps(class_map, owner, list(annotations), report, boxes)
+    areas = np.zeros(len(annotations) + 1, np.int64)
+    for value, _a, _x, _y, crop in things + crowds:
+        areas[value] = np.count_nonzero(crop)
+    return ComposedMaps(class_map, owner, list(annotations), report, boxes, areas)
 
 
 def _usable(image: ImageRecord, ann: Annotation, config: ComposeSettings, report: ImageComposeReport) -> bool:

@@ -90,7 +90,7 @@ def _check_size(size: object) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def _check_polygons(polygons: object) -> list[list[float]]:
+def _check_polygons(polygons: object) -> list[np.ndarray]:
     if not isinstance(polygons, list) or not polygons:
         raise MaskError("polygon list is empty", code="polygon-too-few-points")
     for index, ring in enumerate(polygons):
@@ -121,7 +121,8 @@ def _check_polygons(polygons: object) -> list[list[float]]:
             )
         if not finite:
             raise MaskError(f"polygon {index} has a NaN or infinite coordinate", code="coordinate-non-finite")
-    return polygons
+    # one array per ring: a third of the memory of a list of Python floats, and cheap to ship to workers
+    return [np.asarray(ring) for ring in polygons]
 
 
 class Mask:
@@ -201,7 +202,7 @@ class Mask:
         return self._rle
 
     @property
-    def source_polygons(self) -> list[list[float]] | None:
+    def source_polygons(self) -> list[np.ndarray] | None:
         """The polygons the mask was made from, or ``None`` for other faces."""
         return self._polygons
 
@@ -238,7 +239,7 @@ class Mask:
         """
         return crops([self])[0]
 
-    def to_polygons(self, tolerance: float = 0.0) -> list[list[float]]:
+    def to_polygons(self, tolerance: float = 0.0) -> list[list[float]] | list[np.ndarray]:
         """COCO polygons that rasterize back to exactly this mask.
 
         With ``tolerance == 0`` the result is lossless: pycocotools decodes it
