@@ -11,11 +11,7 @@ from rich.console import Console
 
 from segdata import converters
 from segdata.cli._options import FailOn, Format, ImagesRoot, Json, Overwrite, Severity, Workers
-from segdata.fingerprint import cache_dir_for
 from segdata.report import progress_bar, render_leak_fix, render_leakage, write_json
-from segdata.validators import fails
-from segdata.validators.leakage import find_leaks
-from segdata.validators.leakage_fix import resolve_leaks
 
 class Resolve(str, Enum):
     move_to_train = "move-to-train"
@@ -60,6 +56,10 @@ def leakage(
 
     Example: $ segdata leakage sample_datasets/coco-dirty --fix unleaked/ --resolve move-to-train
     """
+    from segdata.fingerprint import cache_dir_for  # imported on use: see segdata.cli
+    from segdata.validators import fails
+    from segdata.validators.leakage import find_leaks
+    from segdata.validators.leakage_fix import resolve_leaks
     options = {"images_root": images_root} if images_root else {}
     dataset = converters.read(path, format, **options)
     given = {"max_distance": max_distance, "mirror": mirror, "group_regex": group_regex}

@@ -11,10 +11,7 @@ from rich.console import Console
 from segdata import converters
 from segdata.cli._options import Format, ImagesRoot, Json, Overwrite, Workers
 from segdata.errors import UsageError
-from segdata.fingerprint import cache_dir_for
 from segdata.report import render_split, write_json
-from segdata.splits import split_dataset
-from segdata.validators.leakage import find_leaks
 
 
 def _fractions(text: str) -> dict[str, float]:
@@ -54,6 +51,9 @@ def split(
 
     Example: $ segdata split sample_datasets/coco-dirty resplit/ --fractions train=0.7,val=0.15,test=0.15
     """
+    from segdata.fingerprint import cache_dir_for  # imported on use: see segdata.cli
+    from segdata.splits import split_dataset
+    from segdata.validators.leakage import find_leaks
     shares = _fractions(fractions)
     options = {"images_root": images_root} if images_root else {}
     dataset = converters.read(path, format, **options)

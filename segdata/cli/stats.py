@@ -12,7 +12,6 @@ from rich.console import Console
 from segdata import converters
 from segdata.cli._options import Format, ImagesRoot, Json, Overlap, OverlapOption, Workers
 from segdata.report import render_stats, write_json, write_stats_plots
-from segdata.stats import class_stats
 
 
 class By(str, Enum):
@@ -42,6 +41,7 @@ def stats(
 
     Example: $ segdata stats sample_datasets/coco --by instances --plots plots/
     """
+    from segdata.stats import class_stats  # imported on use: see segdata.cli
     dataset = converters.read(path, format, **({"images_root": images_root} if images_root else {}))
     result = class_stats(dataset, overlap=overlap.value, workers=workers)
     if csv is not None:

@@ -12,8 +12,6 @@ from rich.console import Console
 from segdata import converters
 from segdata.cli._options import FailOn, Format, ImagesRoot, Json, Overwrite, Severity, Workers
 from segdata.report import render_findings, render_repairs, write_json
-from segdata.validators import fails, summarize_findings, validate as run_checks
-from segdata.validators.repair import repair
 
 
 class OverlapMode(str, Enum):
@@ -56,6 +54,8 @@ def validate(
 
     Example: $ segdata validate sample_datasets/coco-dirty --skip instance-overlap --fix fixed/
     """
+    from segdata.validators import fails, summarize_findings, validate as run_checks  # imported on use: see segdata.cli
+    from segdata.validators.repair import repair
     options = {"images_root": images_root} if images_root else {}
     dataset = converters.read(path, format, **options)
     findings = run_checks(dataset, only=_codes(only), skip=_codes(skip), overlap_mode=overlap_mode.value,

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from segdata import __version__, converters
 from segdata.converters import coco
 from tests.conftest import run_segdata
+
+
+def test_loading_the_cli_leaves_the_heavy_libraries_unloaded():
+    code = "import sys, segdata.cli; print(sorted({'pandas', 'scipy', 'shapely', 'cv2', 'matplotlib'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_version():
