@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -1162,7 +1164,22 @@ def validity_note(found):
 # READMEs
 
 
+#: The other formats of the clean sample: folder = format name, and whether images are copied
+#: (formats that need the image to be complete: YOLO reads sizes from it, VOC and LabelMe hold it).
+FORMATS = {"coco-panoptic": False, "instance-png": False, "semantic-png": False, "voc": True,
+           "cityscapes": False, "yolo": True, "labelme": True}
+
+
+def convert_formats(clean_out: Path) -> None:
+    """Each format folder, made by the real ``segdata convert`` command from the COCO sample."""
+    for name, copy_images in FORMATS.items():
+        subprocess.run([sys.executable, "-m", "segdata", "convert", str(clean_out), str(HERE / name), "--to", name,
+                        "--overwrite", "--workers", "1", "--json", *(["--copy-images"] if copy_images else [])],
+                       check=True, capture_output=True)
+
+
 def top_readme(clean, dirty, clean_pairs, dirty_pairs, clean_hash, problems, features, validity):
+    format_rows = "\n".join(f"| `{name}/` | {name} | {'yes' if copy else 'no'} |" for name, copy in FORMATS.items())
     return f"""# Sample datasets
 
 Two small synthetic instance-segmentation datasets in COCO layout, for trying
@@ -1175,6 +1192,15 @@ segdata's commands, for its tests and for screenshots.
 
 Layout of each: `annotations/instances_<split>.json` and `images/<split>/*.jpg`
 (`segdata` reads either folder with `--format coco` or by sniffing).
+
+The clean sample also comes in every other format segdata writes, each made
+from `coco/` by `segdata convert coco <folder> --to <format>` (defaults:
+category ids kept, smaller instances on top where a raster format needs one
+owner per pixel, crowd regions as void or crowd segments):
+
+| folder | format | images copied |
+|---|---|---|
+{format_rows}
 
 ## Provenance and licence
 
@@ -1192,7 +1218,7 @@ machine):
 python sample_datasets/make_samples.py
 ```
 
-It replaces `coco/`, `coco-dirty/` and the READMEs.
+It replaces `coco/`, `coco-dirty/`, the format folders and the READMEs.
 
 ## What the scenes hold
 
@@ -1380,6 +1406,7 @@ def main():
     assert not any(reason == "Self-intersection" for reason, _ in clean_valid)
     assert sum(n for (reason, _), n in dirty_valid.items() if reason == "Self-intersection") == 1
 
+    convert_formats(clean_out)
     (dirty_out / "README.md").write_text(
         dirty_readme(problems, dirty_pairs, copy_hashes, dirty_best, validity_note(dirty_valid)), encoding="utf-8")
     (HERE / "README.md").write_text(
