@@ -6,8 +6,8 @@ Layout of the destination folder (written atomically)::
     <split>/<stem>.png               class map: palette PNG (8-bit) or 16-bit grey PNG
     instance_ids/<split>/<stem>.png  16-bit: 1 + position of the annotation in its image (0 = none)
     instance_ids/annotation_ids_<split>.json   per map, the annotation id of each value (value - 1)
-    panoptic/<split>/<stem>.png      RGB, segment id = R + 256·G + 256²·B (0 = void / unlabeled)
-    panoptic/panoptic_<split>.json   COCO panoptic: images, annotations with segments_info, categories
+    panoptic/panoptic_<split>/<stem>.png   RGB, segment id = R + 256·G + 256²·B (0 = void / unlabeled)
+    panoptic/panoptic_<split>.json         COCO panoptic: images, annotations with segments_info, categories
 
 ``<stem>`` is the image's ``file_name`` (sub-folders kept) with only its last
 suffix replaced by ``.png``, so ``a.b.jpg`` gives ``a.b.png``.  PNG is
@@ -111,6 +111,11 @@ def encode_png(array: np.ndarray, palette: np.ndarray | None = None) -> bytes:
         for kind, data in chunks)
 
 
+def _panoptic_name(split: str) -> str:
+    """COCO's names: ``panoptic_<split>.json`` beside the folder ``panoptic_<split>/`` of its PNGs."""
+    return f"panoptic_{split}" if split else "panoptic"
+
+
 def _write_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSettings, staging: Path,
                  palette: np.ndarray | None, instance_ids: bool, panoptic: bool) -> dict[str, Any] | None:
     """Compose one image and write its PNGs into the staging folder (runs in a worker)."""
@@ -128,7 +133,8 @@ def _write_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
         targets.append((staging / "instance_ids" / relative, encode_png(maps.instance_map)))
         result["annotation_ids"] = [ann.id for ann in annotations]
     if panoptic:
-        targets.append((staging / "panoptic" / relative, encode_png(ids_to_rgb(maps.instance_map))))
+        targets.append((staging / "panoptic" / _panoptic_name(image.split) / relative.relative_to(image.split),
+                        encode_png(ids_to_rgb(maps.instance_map))))
         result["segments_info"] = maps.segments_info()
     for path, data in targets:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,7 +261,7 @@ def _write_tables(dataset: Dataset, staging: Path, config: ComposeSettings,
     for split, records in panoptic_records.items():
         document = {"images": [r["image"] for r in records], "annotations": [r["annotation"] for r in records],
                     "categories": categories}
-        name = f"panoptic_{split}.json" if split else "panoptic.json"
+        name = f"{_panoptic_name(split)}.json"
         (staging / "panoptic" / name).write_bytes(dumps_json(document))
 
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings as hyp_settings, strategies as st
 from PIL import Image
 
 from segdata.compose import ComposeError, compose_image, settings
+from segdata import converters
 from segdata.converters import coco
 from segdata.errors import UsageError
 from segdata.masks import Mask
@@ -153,8 +154,9 @@ def test_maps_recover_every_instance_exactly(sample, tmp_path):
         classes = _png(tmp_path / "out" / relative)
         assert _png(tmp_path / "out" / relative, mode=True) == "P"
         instances = _png(tmp_path / "out" / "instance_ids" / relative).astype(np.int64)
-        assert _png(tmp_path / "out" / "panoptic" / relative, mode=True) == "RGB"
-        rgb = _png(tmp_path / "out" / "panoptic" / relative).astype(np.int64)
+        panoptic_png = tmp_path / "out" / "panoptic" / f"panoptic_{image.split}" / relative.relative_to(image.split)
+        assert _png(panoptic_png, mode=True) == "RGB"
+        rgb = _png(panoptic_png).astype(np.int64)
         np.testing.assert_array_equal(rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2], instances)
         for value, ann in enumerate(anns, start=1):
             if ann.iscrowd:
@@ -167,6 +169,20 @@ def test_maps_recover_every_instance_exactly(sample, tmp_path):
     assert len(panoptic["annotations"]) == sum(1 for i in sample.images if i.split == "val")
     table = json.loads((tmp_path / "out" / "classes.json").read_text())
     assert [c["id"] for c in table["classes"]] == sorted(sample.categories) and table["void_value"] == 255
+
+
+def test_panoptic_output_reads_back_with_the_panoptic_reader(sample, tmp_path):
+    write_maps(sample, tmp_path / "out", instance_ids=True, panoptic=True, workers=1)
+    for split in sample.splits:
+        read = converters.read(tmp_path / "out" / "panoptic" / f"panoptic_{split}.json", "coco-panoptic")
+        assert read.findings == []  # every stored area and bbox equals the PNG's pixels
+        segments = read.annotations_by_image()
+        for image in (i for i in sample.images if i.split == split):
+            instances = _png(tmp_path / "out" / "instance_ids" / map_path(image)).astype(np.int64)
+            got = {ann.id: ann.mask.to_bitmap() for ann in segments.get((split, image.id), [])}
+            assert sorted(got) == sorted(set(np.unique(instances)) - {0})
+            for value, bitmap in got.items():
+                np.testing.assert_array_equal(bitmap, instances == value)
 
 
 def test_workers_give_identical_bytes(sample, tmp_path):
