@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from pycocotools import mask as coco_mask
 
 from segdata.compose import ComposedMaps
 from segdata.errors import FormatError, ReadError
@@ -81,17 +82,43 @@ def _open(path: str | Path) -> Image.Image:
     return image
 
 
-def masks_by_value(label_map: np.ndarray, skip: tuple[int, ...] = ()) -> dict[int, Mask]:
-    """One mask per distinct value of ``label_map`` (ascending), leaving out the ``skip`` values.
+def masks_by_value(label_map: np.ndarray, skip: tuple[int, ...] = (),
+                   wanted: set[int] | None = None) -> dict[int, Mask]:
+    """One mask per distinct value of ``label_map`` (or per ``wanted`` value), leaving out ``skip``.
+
+    One sort of the map gives every value's pixels, so the cost is
+    O(pixels), not O(values × pixels): a panoptic or instance map holds
+    hundreds of values.  A wanted value absent from the map gets an empty mask.
 
     Examples
     --------
-    >>> masks = masks_by_value(np.array([[0, 3], [3, 7]], np.uint8), skip=(0,))
+    >>> masks = masks_by_value(np.array([[0, 3], [3, 70000]], np.uint32), skip=(0,))
     >>> {value: mask.area for value, mask in masks.items()}
-    {3: 2, 7: 1}
+    {3: 2, 70000: 1}
+    >>> masks[3].to_bitmap().astype(int).tolist(), masks_by_value(np.zeros((1, 2), np.uint8), wanted={9})[9].area
+    ([[0, 1], [1, 0]], 0)
     """
-    values = np.unique(label_map)
-    return {int(v): Mask.from_bitmap(label_map == v) for v in values if int(v) not in skip}
+    height, width = label_map.shape
+    flat = label_map.ravel(order="F")  # COCO RLE runs down columns
+    order = np.argsort(flat, kind="stable")  # pixel indices grouped by value, ascending within each group
+    found, starts, counts = np.unique(flat[order], return_index=True, return_counts=True)
+    where = {int(v): (int(s), int(c)) for v, s, c in zip(found, starts, counts)}
+    masks = {}
+    for value in sorted(where if wanted is None else wanted):
+        if value in skip:
+            continue
+        runs = [height * width]
+        if value in where:
+            start, count = where[value]
+            pixels = order[start:start + count]
+            breaks = np.flatnonzero(np.diff(pixels) != 1) + 1
+            run_starts = pixels[np.r_[0, breaks]]
+            run_ends = pixels[np.r_[breaks - 1, count - 1]] + 1
+            gaps = run_starts - np.r_[0, run_ends[:-1]]
+            runs = [*np.column_stack([gaps, run_ends - run_starts]).ravel().tolist(), height * width - int(run_ends[-1])]
+        rle = coco_mask.frPyObjects({"size": [height, width], "counts": runs}, height, width)
+        masks[value] = Mask(height, width, "bitmap", rle=rle)
+    return masks
 
 
 def raster_changes(maps: ComposedMaps, split: str, image_id: int) -> list[Change]:

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from segdata.compose import ComposeSettings, compose_image, ids_to_rgb, rgb_to_ids, settings
-from segdata.converters._raster import raster_changes, read_rgb_png
+from segdata.converters._raster import masks_by_value, raster_changes, read_rgb_png
 from segdata.errors import FormatError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import Mask
@@ -285,10 +285,10 @@ class _Split:
             self.flag("panoptic-id-unlisted",
                       f"PNG id {value} ({present[value]} px) is not in 'segments_info'", image.id,
                       png=str(png_path), value=value, pixels=present[value])
-        for ann in anns:
-            if ann.defect in ("segment-id-duplicate", "segment-id-invalid"):
-                continue
-            ann.mask = Mask.from_bitmap(ids == ann.id)
+        usable = [ann for ann in anns if ann.defect not in ("segment-id-duplicate", "segment-id-invalid")]
+        masks = masks_by_value(ids, wanted={ann.id for ann in usable})
+        for ann in usable:
+            ann.mask = masks[ann.id]
             if ann.id not in present:
                 self._defect(ann, "mask-empty", f"segment {ann.id} is listed but absent from {png_path.name}")
                 continue

@@ -47,10 +47,9 @@ from typing import Any
 import numpy as np
 
 from segdata.compose import ComposeSettings, compose_image, ids_to_rgb, rgb_to_ids, settings
-from segdata.converters._raster import raster_changes, read_label_png, read_rgb_png
+from segdata.converters._raster import masks_by_value, raster_changes, read_label_png, read_rgb_png
 from segdata.errors import FormatError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
-from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
 from segdata.semantic import encode_png, map_path
@@ -235,44 +234,11 @@ def _read_image(raw: dict, index: int, dataset: Dataset, table: Path, root: Path
     for value in sorted(set(present) - set(anns) - {0}):
         flag("instance-value-unlisted", f"value {value} ({present[value]} px) in {map_name} is not in the "
              "table", value=value, pixels=present[value], map=map_name)
-    masks = _masks_by_value(values, set(anns))
+    masks = masks_by_value(values, wanted=set(anns))
     for value, ann in anns.items():
         ann.mask = masks[value]
         if value not in present:
             defect(ann, "mask-empty", f"value {value} is listed but absent from {map_name}", value=value)
-
-
-def _masks_by_value(values: np.ndarray, wanted: set[int]) -> dict[int, Mask]:
-    """One mask per wanted value, in one sort of the map: O(pixels), not O(values × pixels).
-
-    Examples
-    --------
-    >>> masks = _masks_by_value(np.array([[0, 3], [3, 70000]], np.uint32), {3, 70000, 9})
-    >>> {value: mask.area for value, mask in sorted(masks.items())}
-    {3: 2, 9: 0, 70000: 1}
-    >>> masks[3].to_bitmap().astype(int).tolist()
-    [[0, 1], [1, 0]]
-    """
-    height, width = values.shape
-    flat = values.ravel(order="F")  # COCO RLE runs down columns
-    order = np.argsort(flat, kind="stable")  # pixel indices grouped by value, ascending within each group
-    found, starts, counts = np.unique(flat[order], return_index=True, return_counts=True)
-    where = {int(v): (int(s), int(c)) for v, s, c in zip(found, starts, counts)}
-    masks = {}
-    for value in wanted:
-        if value not in where:
-            masks[value] = Mask.from_rle({"size": [height, width], "counts": [height * width]})
-            continue
-        start, count = where[value]
-        pixels = order[start:start + count]
-        breaks = np.flatnonzero(np.diff(pixels) != 1) + 1
-        run_starts = pixels[np.r_[0, breaks]]
-        run_ends = pixels[np.r_[breaks - 1, count - 1]] + 1
-        gaps = run_starts - np.r_[0, run_ends[:-1]]
-        runs = np.column_stack([gaps, run_ends - run_starts]).ravel()
-        tail = height * width - int(run_ends[-1])
-        masks[value] = Mask.from_rle({"size": [height, width], "counts": [*runs.tolist(), tail]})
-    return masks
 
 
 def write(
