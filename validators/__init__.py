@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 
 from segdata.errors import UsageError
 from segdata.model import SEVERITIES, Dataset, Finding
-from segdata.validators import consistency, files, geometry, overlap, schema  # noqa: F401  (they register)
+from segdata.validators import consistency, files, formats, geometry, overlap, schema  # noqa: F401  (they register)
 from segdata.validators._registry import CHECKS, CODES, OVERLAP_MODES, Context
 
 __all__ = ["CODES", "FAIL_ON", "OVERLAP_MODES", "fails", "select_codes", "summarize_findings", "validate"]

@@ -9,6 +9,7 @@ import pytest
 
 from segdata.masks import Mask, bitmap_to_polygons
 from segdata.validators import CODES, validate
+from segdata.validators.formats import CODES as FORMAT_CODES
 from tests.validators.coco_files import SIZE, ann, document, read, square
 
 NO_FILES = ("file-missing",)  # these documents have no image files
@@ -126,7 +127,8 @@ def test_code_is_found_and_near_miss_is_not(tmp_path, code, bad, near_miss):
 
 def test_every_registered_code_has_a_case():
     file_codes = {"file-missing", "file-unreadable", "image-size-mismatch"}  # tests/validators/test_files.py
-    assert {p.values[0] for p in CASES} | file_codes == set(CODES)
+    format_codes = set(FORMAT_CODES)  # found by the readers: tests/validators/test_formats.py
+    assert {p.values[0] for p in CASES} | file_codes | format_codes == set(CODES)
 
 
 def test_messages_locate_the_defect(tmp_path):
