@@ -333,3 +333,19 @@ def test_cli_convert_and_info(samples_dir, tmp_path):
     info = run_segdata("info", tmp_path / "cs")
     assert info.returncode == 0, info.stderr
     assert "cityscapes" in info.stdout
+
+
+def test_image_with_only_a_colour_png_is_cityscapes_no_labels(samples_dir, tmp_path):
+    folder = Path(shutil.copytree(samples_dir / "cityscapes", tmp_path / "cs"))
+    frame = folder / "gtFine/test/default/scene_0051_gtFine"
+    Path(f"{frame}_instanceIds.png").unlink()
+    near = cityscapes.read(folder)  # near miss: labelIds alone still labels the image
+    assert not [f for f in near.findings if f.code == "cityscapes-no-labels"]
+    Path(f"{frame}_labelIds.png").rename(f"{frame}_color.png")
+    dataset = cityscapes.read(folder)
+    found = [f for f in dataset.findings if f.code == "cityscapes-no-labels"]
+    image = next(i for i in dataset.images if i.split == "test" and "scene_0051" in i.file_name)
+    assert [(f.split, f.image_id, f.severity, f.path) for f in found] == [
+        ("test", image.id, "warning", f"{frame}_color.png")]
+    assert "no labelIds, instanceIds or polygons.json for this image (found only color)" in found[0].message
+    assert not [a for a in dataset.annotations if a.split == "test" and a.image_id == image.id]

@@ -303,3 +303,38 @@ def test_cli_convert_to_labelme_then_info(samples_dir, tmp_path):
     info = run_segdata("info", tmp_path / "l", "--json")
     assert info.returncode == 0, info.stderr
     assert '"format": "labelme"' in info.stdout
+
+
+def _sample_scene(samples_dir, tmp_path, edit) -> Path:
+    """scene_0052 of the sample, copied with its image and its first shape edited."""
+    for suffix in (".json", ".jpg"):
+        shutil.copy(samples_dir / "labelme/test" / f"scene_0052{suffix}", tmp_path)
+    path = tmp_path / "scene_0052.json"
+    document = json.loads(path.read_text())
+    edit(document["shapes"][0])
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_unknown_shape_type_is_a_finding_and_skipped(samples_dir, tmp_path):
+    near = labelme.read(_sample_scene(samples_dir, tmp_path, lambda s: s.update(shape_type=None)))
+    assert not codes(near)["shape-type-unknown"]  # near miss: a null shape_type is read as a polygon
+    shapes = json.loads((tmp_path / "scene_0052.json").read_text())["shapes"]
+    assert len(near.annotations) == len(shapes)
+    path = _sample_scene(samples_dir, tmp_path, lambda s: s.update(shape_type="blob"))
+    dataset = labelme.read(path)
+    found = [f for f in dataset.findings if f.code == "shape-type-unknown"]
+    assert [(f.image_id, f.path) for f in found] == [(dataset.images[0].id, str(path))]
+    assert "shape 0 ('road') has unknown shape_type 'blob'; skipped" in found[0].message
+    assert len(dataset.annotations) == len(json.loads(path.read_text())["shapes"]) - 1
+
+
+def test_shape_labelled_background_is_a_finding_and_skipped(samples_dir, tmp_path):
+    near = labelme.read(_sample_scene(samples_dir, tmp_path, lambda s: s.update(label="background")))
+    assert not codes(near)["shape-background"]  # near miss: a plain category named 'background'
+    path = _sample_scene(samples_dir, tmp_path, lambda s: s.update(label="_background_"))
+    dataset = labelme.read(path)
+    found = [f for f in dataset.findings if f.code == "shape-background"]
+    assert [(f.image_id, f.path, f.severity) for f in found] == [(dataset.images[0].id, str(path), "warning")]
+    assert "shape 0 is labelled _background_, not a category; skipped" in found[0].message
+    assert "_background_" not in {c.name for c in dataset.categories.values()}

@@ -217,3 +217,84 @@ def test_cli_convert_info_and_a_broken_input(samples_dir, conformance_dir, tmp_p
     broken = run_segdata("convert", folder, tmp_path / "out", "--to", "coco")
     assert broken.returncode == 2
     assert broken.stderr.count("\n") == 1 and "class_names.txt: line 2" in broken.stderr
+
+
+# findings on the sample dataset: each triggered on one edited image, with its near miss ------------------------
+
+
+def _sample(samples_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(samples_dir / "voc", tmp_path / "voc"))
+
+
+def _found(dataset: Dataset, code: str) -> list:
+    return [f for f in dataset.findings if f.code == code]
+
+
+def _image_id(dataset: Dataset, stem: str) -> int:
+    return next(i.id for i in dataset.images if Path(i.file_name).stem == stem)
+
+
+def test_object_map_without_class_map_is_class_map_missing(samples_dir, tmp_path):
+    folder = _sample(samples_dir, tmp_path)
+    (folder / "SegmentationClass/scene_0001.png").unlink()
+    dataset = voc.read(folder)
+    found = _found(dataset, "class-map-missing")
+    assert [(f.split, f.image_id) for f in found] == [("train", _image_id(dataset, "scene_0001"))]
+    assert found[0].path.endswith("SegmentationObject/scene_0001.png")
+    assert "SegmentationObject PNG without a SegmentationClass PNG" in found[0].message
+    mine = [a for a in dataset.annotations if a.image_id == found[0].image_id]
+    assert len(mine) == 4 and {a.defect for a in mine} == {"class-map-missing"}
+    assert not _found(voc.read(samples_dir / "voc"), "class-map-missing")  # near miss: both maps present
+
+
+def test_class_pixels_outside_every_instance_are_a_warning(samples_dir, tmp_path):
+    folder = _sample(samples_dir, tmp_path)
+    objects = pixels(folder / "SegmentationObject/scene_0001.png").copy()
+    classes = pixels(folder / "SegmentationClass/scene_0001.png")
+    objects[objects == 4] = 0  # instance 4 (class 6, 221 px) loses its object pixels, its class pixels stay
+    _save_p(objects, folder / "SegmentationObject/scene_0001.png")
+    assert int((classes[objects == 0] == 6).sum()) == 221
+    dataset = voc.read(folder)
+    found = _found(dataset, "class-pixels-without-instance")
+    assert [(f.split, f.image_id, f.severity) for f in found] == [
+        ("train", _image_id(dataset, "scene_0001"), "warning")]
+    assert "221 px of classes [6] belong to no instance" in found[0].message
+    # near miss: the class pixels go with their instance, so nothing is stray
+    classes = classes.copy()
+    classes[classes == 6] = 0
+    _save_p(classes, folder / "SegmentationClass/scene_0001.png")
+    assert not _found(voc.read(folder), "class-pixels-without-instance")
+
+
+def test_instance_over_background_class_pixels_is_instance_class_missing(samples_dir, tmp_path):
+    folder = _sample(samples_dir, tmp_path)
+    objects = pixels(folder / "SegmentationObject/scene_0001.png")
+    classes = pixels(folder / "SegmentationClass/scene_0001.png").copy()
+    classes[objects == 4] = 0  # instance 4 now lies on background only
+    _save_p(classes, folder / "SegmentationClass/scene_0001.png")
+    dataset = voc.read(folder)
+    found = _found(dataset, "instance-class-missing")
+    assert [(f.split, f.image_id) for f in found] == [("train", _image_id(dataset, "scene_0001"))]
+    assert "instance 4 has no class pixel in SegmentationClass" in found[0].message
+    flagged = next(a for a in dataset.annotations if a.id == found[0].annotation_id)
+    assert flagged.defect == "instance-class-missing" and flagged.mask.area == 221
+    # near miss: one class pixel under the instance is enough to give it a class
+    classes[np.argwhere(objects == 4)[0][0], np.argwhere(objects == 4)[0][1]] = 6
+    _save_p(classes, folder / "SegmentationClass/scene_0001.png")
+    assert not _found(voc.read(folder), "instance-class-missing")
+
+
+def test_rgb_class_map_colour_in_no_table_is_label_colour_unknown(samples_dir, tmp_path):
+    folder = _sample(samples_dir, tmp_path)
+    path = folder / "SegmentationClass/scene_0001.png"
+    with Image.open(path) as image:
+        rgb = np.asarray(image.convert("RGB")).copy()
+    Image.fromarray(rgb, "RGB").save(path)
+    assert not _found(voc.read(folder), "label-colour-unknown")  # near miss: every RGB colour is in labelmap.txt
+    rgb[:2, :3] = (1, 2, 3)
+    Image.fromarray(rgb, "RGB").save(path)
+    dataset = voc.read(folder)
+    found = _found(dataset, "label-colour-unknown")
+    assert [(f.split, f.image_id) for f in found] == [("train", _image_id(dataset, "scene_0001"))]
+    assert found[0].path.endswith("SegmentationClass/scene_0001.png")
+    assert "class map colours [(1, 2, 3)] are in no class table" in found[0].message

@@ -225,3 +225,14 @@ def test_unnamed_and_custom_splits_are_reported_and_read_back(tmp_path):
     again = yolo.read(tmp_path / "out")
     assert [(i.split, i.file_name) for i in again.images] == [("train", "a.png"), ("holdout", "b.png")]
     assert len(again.annotations) == 1 and again.annotations[0].split == "train"
+
+
+def test_nc_disagreeing_with_names_is_a_warning(samples_dir, tmp_path):
+    folder = Path(shutil.copytree(samples_dir / "yolo", tmp_path / "yolo"))
+    text = (folder / "data.yaml").read_text()
+    (folder / "data.yaml").write_text(text + "nc: 8\n")
+    assert not codes(yolo.read(folder))["yolo-nc-mismatch"]  # near miss: 'nc' matches the 8 names
+    (folder / "data.yaml").write_text(text + "nc: 9\n")
+    found = [f for f in yolo.read(folder).findings if f.code == "yolo-nc-mismatch"]
+    assert [(f.severity, f.path) for f in found] == [("warning", str(folder / "data.yaml"))]
+    assert "'nc' is 9 but 'names' has 8 classes" in found[0].message
