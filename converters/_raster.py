@@ -14,10 +14,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as coco_mask
 
-from segdata.compose import ComposedMaps
+from segdata.compose import ComposedMaps, ComposeSettings
 from segdata.errors import FormatError, ReadError
 from segdata.masks import Mask
-from segdata.model import Change
+from segdata.model import Annotation, Change, ImageRecord
 
 #: Pillow modes whose values are labels (P: palette indices; I;16*: 16-bit; I: 32-bit signed).
 _LABEL_MODES = {"1": np.uint8, "L": np.uint8, "P": np.uint8, "I;16": np.uint16, "I;16B": np.uint16,
@@ -119,6 +119,27 @@ def masks_by_value(label_map: np.ndarray, skip: tuple[int, ...] = (),
         rle = coco_mask.frPyObjects({"size": [height, width], "counts": runs}, height, width)
         masks[value] = Mask(height, width, "bitmap", rle=rle)
     return masks
+
+
+def paintable(image: ImageRecord, annotations: list[Annotation], config: ComposeSettings,
+              changes: list[Change]) -> list[Annotation]:
+    """The annotations painting can use; each other one gets a ``skipped`` change naming why.
+
+    The reason is a finding code: the annotation's own defect, or
+    ``mask-missing``, ``category-unknown``, ``mask-size-mismatch``, ``mask-empty``.
+    """
+    usable = []
+    for ann in annotations:
+        reason = ann.defect or (
+            "mask-missing" if ann.mask is None else
+            "category-unknown" if ann.category_id not in config.category_ids else
+            "mask-size-mismatch" if ann.mask.shape_hw != (image.height, image.width) else
+            "mask-empty" if ann.mask.area == 0 else None)
+        if reason:
+            changes.append(Change("skipped", ann.split, ann.image_id, ann.id, reason))
+        else:
+            usable.append(ann)
+    return usable
 
 
 def raster_changes(maps: ComposedMaps, split: str, image_id: int) -> list[Change]:

@@ -69,7 +69,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from segdata.compose import ComposeSettings, compose_image, settings
-from segdata.converters._raster import image_size, raster_changes, read_label_png
+from segdata.converters._raster import image_size, paintable, raster_changes, read_label_png
 from segdata.errors import FormatError, MaskError, UsageError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import Mask
@@ -564,16 +564,7 @@ def _write_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
         changes.append(Change("skipped", image.split, image.id, None, image.defect))
         changes.extend(Change("skipped", a.split, a.image_id, a.id, image.defect) for a in annotations)
         return None, changes
-    usable = []
-    for ann in annotations:
-        reason = ann.defect or (
-            "mask-missing" if ann.mask is None else
-            "category-unknown" if ann.category_id not in config.category_ids else
-            "mask-size-mismatch" if ann.mask.shape_hw != (image.height, image.width) else None)
-        if reason:
-            changes.append(Change("skipped", ann.split, ann.image_id, ann.id, reason))
-        else:
-            usable.append(ann)
+    usable = paintable(image, annotations, config, changes)
     maps = compose_image(image, usable, config)
     changes.extend(raster_changes(maps, image.split, image.id))
     if maps.report.void_px:

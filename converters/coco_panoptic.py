@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from segdata.compose import ComposeSettings, compose_image, ids_to_rgb, rgb_to_ids, settings
-from segdata.converters._raster import masks_by_value, raster_changes, read_rgb_png
+from segdata.converters._raster import masks_by_value, paintable, raster_changes, read_rgb_png
 from segdata.errors import FormatError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import Mask
@@ -421,24 +421,6 @@ def _unique_pngs(jobs, report: ConversionReport):
         yield image, anns
 
 
-def _usable(image: ImageRecord, anns: list[Annotation], config: ComposeSettings,
-            changes: list[Change]) -> list[Annotation]:
-    """The annotations painting can use; the others are reported as skipped."""
-    usable = []
-    for ann in anns:
-        reason = (ann.defect or ("mask missing" if ann.mask is None else None)
-                  or (f"category {ann.category_id} unknown" if ann.category_id not in config.category_ids
-                      else None)
-                  or ("mask size differs from the image" if ann.mask.shape_hw != (image.height, image.width)
-                      else None)
-                  or ("mask is empty: no pixel to paint" if ann.mask.area == 0 else None))
-        if reason:
-            changes.append(Change("skipped", ann.split, ann.image_id, ann.id, reason))
-        else:
-            usable.append(ann)
-    return usable
-
-
 def _png_name(image: ImageRecord) -> PurePosixPath:
     """The PNG's name inside ``panoptic_<split>/``: every dot of the stem kept (panopticapi's
     ``rsplit('.')[0]`` would cut ``a.b.jpg`` to ``a``).
@@ -459,7 +441,7 @@ def _paint_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
     if image.defect:
         changes.append(Change("skipped", image.split, image.id, None, image.defect))
         return None, None, changes
-    usable = _usable(image, anns, config, changes)
+    usable = paintable(image, anns, config, changes)
     maps = compose_image(image, usable, config)
     changes.extend(raster_changes(maps, image.split, image.id))
     ids = [ann.id for ann in usable]

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from segdata.compose import ComposeSettings, compose_image, ids_to_rgb, rgb_to_ids, settings
-from segdata.converters._raster import masks_by_value, raster_changes, read_label_png, read_rgb_png
+from segdata.converters._raster import masks_by_value, paintable, raster_changes, read_label_png, read_rgb_png
 from segdata.errors import FormatError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
@@ -281,7 +281,6 @@ def write(
     config = settings(dataset.categories, overlap=overlap, crowd="paint", on_invalid="skip",
                       background_value=0, void_value=65535)
     report = ConversionReport("instance-png")
-    grouped = dataset.annotations_by_image()
     categories = [{"id": c.id, "name": c.name, "supercategory": c.supercategory, "isthing": c.isthing,
                    **({"color": list(c.color)} if c.color is not None else {})}
                   for c in dataset.categories.values()]
@@ -318,23 +317,6 @@ def _unique_maps(jobs, report: ConversionReport):
         yield image, anns
 
 
-def _usable(image: ImageRecord, anns: list[Annotation], config: ComposeSettings,
-            changes: list[Change]) -> list[Annotation]:
-    usable = []
-    for ann in anns:
-        reason = (ann.defect or ("mask missing" if ann.mask is None else None)
-                  or (f"category {ann.category_id} unknown" if ann.category_id not in config.category_ids
-                      else None)
-                  or ("mask size differs from the image" if ann.mask.shape_hw != (image.height, image.width)
-                      else None)
-                  or ("mask is empty: no pixel to paint" if ann.mask.area == 0 else None))
-        if reason:
-            changes.append(Change("skipped", ann.split, ann.image_id, ann.id, reason))
-        else:
-            usable.append(ann)
-    return usable
-
-
 def _paint_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSettings, staging: Path):
     """Paint one image, write its map into the staging folder, return its table entry (runs in a worker)."""
     image, anns = job
@@ -342,7 +324,7 @@ def _paint_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
     if image.defect:
         changes.append(Change("skipped", image.split, image.id, None, image.defect))
         return None, changes
-    usable = _usable(image, anns, config, changes)
+    usable = paintable(image, anns, config, changes)
     maps = compose_image(image, usable, config)
     changes.extend(raster_changes(maps, image.split, image.id))
     visible = np.flatnonzero(maps.visible_areas())

@@ -32,10 +32,9 @@ from typing import Any
 import numpy as np
 
 from segdata.compose import ComposeSettings, compose_image, settings
-from segdata.converters._raster import image_size, masks_by_value, raster_changes, read_label_png
+from segdata.converters._raster import image_size, masks_by_value, paintable, raster_changes, read_label_png
 from segdata.errors import FormatError, ReadError, UsageError
 from segdata.io import dumps_json, output_dir, read_json
-from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
 from segdata.semantic import encode_png, map_path, palette_rgb
@@ -308,15 +307,7 @@ def _write_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
     changes: list[Change] = []
     if image.defect:
         return [Change("skipped", image.split, image.id, None, image.defect)], None
-    usable = []
-    for ann in annotations:
-        reason = ann.defect or ("mask-missing" if ann.mask is None else None)
-        if reason is None and ann.mask.shape_hw != (image.height, image.width):
-            reason = "mask-size-mismatch"
-        if reason:
-            changes.append(Change("skipped", ann.split, ann.image_id, ann.id, reason))
-        else:
-            usable.append(ann)
+    usable = paintable(image, annotations, config, changes)
     maps = compose_image(image, usable, config)
     changes.extend(raster_changes(maps, image.split, image.id))
     per_class = Counter(a.category_id for a in usable if not a.iscrowd)

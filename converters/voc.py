@@ -37,7 +37,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from segdata.compose import ComposeSettings, compose_image, settings
-from segdata.converters._raster import image_size, masks_by_value, raster_changes, read_label_png, read_rgb_png
+from segdata.converters._raster import (image_size, masks_by_value, paintable,
+                                       raster_changes, read_label_png, read_rgb_png)
 from segdata.errors import FormatError, ReadError, UsageError
 from segdata.io import output_dir
 from segdata.masks import Mask
@@ -475,15 +476,7 @@ def _write_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
     stem = _stem(image)
     if image.attributes.get("unlabeled") and not annotations:
         return str(stem), changes, 0  # listed, as VOC lists test images, but no label map invented
-    usable = []
-    for ann in annotations:
-        reason = ann.defect or ("mask-missing" if ann.mask is None else None)
-        if reason is None and ann.mask.shape_hw != (image.height, image.width):
-            reason = "mask-size-mismatch"
-        if reason:
-            changes.append(Change("skipped", ann.split, ann.image_id, ann.id, reason))
-        else:
-            usable.append(ann)
+    usable = paintable(image, annotations, config, changes)
     maps = compose_image(image, usable, config)
     changes.extend(raster_changes(maps, image.split, image.id))
     visible = maps.visible_areas()

@@ -104,7 +104,7 @@ def test_an_empty_mask_is_reported_not_dropped_silently(tmp_path):
     dataset = Dataset({1: Category(1, "x")}, [image], [empty])
     report = instance_png.write(dataset, tmp_path / "out", workers=1)
     assert [(c.kind, c.annotation_id, c.detail) for c in report.changes] == [
-        ("skipped", 4, "mask is empty: no pixel to paint")]
+        ("skipped", 4, "mask-empty")]
 
 
 def test_layout_keeps_dots_and_writes_16_bit_maps(tmp_path):
