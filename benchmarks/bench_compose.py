@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +136,7 @@ def _run_child(kind: str, path: Path, limit: int, workers: int) -> dict:
 def _section(rows: list[tuple[str, int, dict]], load_avg: tuple[float, ...]) -> str:
     base = {limit: r for name, limit, r in rows if name == "plain loop"}
     lines = [HEADING, "",
-             f"`{COMMAND}` — one run each, fresh process; {platform.python_version()}, "
+             f"`{COMMAND}` — measured {date.today().isoformat()}, one run each, fresh process; {platform.python_version()}, "
              f"{os.cpu_count()} cores, load average before the run {load_avg[0]:.2f} "
              "(other jobs share the machine, so times are noisy).", "",
              "| side | images | load s | compose + PNG s | images/s | speed-up | peak RSS MB | "

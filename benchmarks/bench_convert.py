@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import date
 from pathlib import Path
 
 from _results import write_section  # benchmarks/ is on sys.path when a script runs
@@ -105,7 +106,7 @@ def run_side(python: Path, child: str, root: Path, extra: list[str]) -> tuple[di
 def section(images: int, annotations: int, rows: list[tuple[str, dict, dict]], load: float) -> str:
     (_, base, _), *others = rows
     lines = [HEADING, "",
-             f"`{COMMAND}` — {images:,} images, {annotations:,} annotations; one run each, fresh process; "
+             f"`{COMMAND}` — {images:,} images, {annotations:,} annotations; measured {date.today().isoformat()}, one run each, fresh process; "
              f"Python {platform.python_version()}, {os.cpu_count()} cores, load average before the run "
              f"{load:.2f}.", "",
              "| side | seconds | speed-up | peak RSS MB | largest worker MB | class maps | object maps |",
