@@ -20,13 +20,15 @@ directly), images in ``ROOT/images/<split>/``, ``ROOT/<split>/`` or
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from segdata.errors import FormatError, MaskError
 from segdata.io import dumps_json, output_dir, read_json
+from segdata.jsonstream import Unscannable, read_with_array_chunks
 from segdata.masks import Mask, decode_rle_string
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
@@ -93,15 +95,32 @@ def _require(record: dict, key: str, kind: type | tuple, path: Path, where: str)
 
 
 def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, root: Path) -> None:
-    data = read_json(json_path)
-    if not isinstance(data, dict):
-        raise FormatError(f"expected a JSON object, found {type(data).__name__}", path=json_path)
+    try:
+        data, chunks = read_with_array_chunks(json_path, "annotations")
+        part = _read_document(json_path, data, chunks, dataset.categories, images_root, root)
+    except Unscannable:  # malformed, or NaN that only Python's json reads: parse whole, as before
+        data = read_json(json_path)
+        if not isinstance(data, dict):
+            raise FormatError(f"expected a JSON object, found {type(data).__name__}", path=json_path) from None
+        chunks = iter([data.pop("annotations", None)])
+        part = _read_document(json_path, data, chunks, dataset.categories, images_root, root)
+    images, annotations, findings, meta = part
+    dataset.images.extend(images)
+    dataset.annotations.extend(annotations)
+    dataset.findings.extend(findings)
+    dataset.meta[_split_name(json_path)] = meta
+
+
+def _read_document(json_path: Path, data: dict, chunks: Iterator[list | None], categories: dict[int, Category],
+                   images_root: Path | None, root: Path):
+    """One split's images, annotations (from ``chunks``), findings and meta; categories join ``categories``."""
     split = _split_name(json_path)
-    for key in ("images", "annotations"):
-        if not isinstance(data.get(key), list):
-            raise FormatError(f"missing required list {key!r}" if key not in data else
-                              f"{key!r} must be a list, found {type(data[key]).__name__}", path=json_path)
-    findings = dataset.findings
+    first = next(chunks, [])
+    for key, value in (("images", data.get("images")), ("annotations", first)):
+        if not isinstance(value, list):
+            raise FormatError(f"missing required list {key!r}" if value is None else
+                              f"{key!r} must be a list, found {type(value).__name__}", path=json_path)
+    findings: list[Finding] = []
 
     def flag(code: str, message: str, image_id=None, annotation_id=None, severity="error", **details):
         findings.append(Finding(code, severity, message, split, image_id, annotation_id, str(json_path), details))
@@ -112,12 +131,12 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
             raise FormatError(f"expected an object, found {type(raw).__name__}", path=json_path, record=where)
         cat_id = _require(raw, "id", int, json_path, where)
         name = _require(raw, "name", str, json_path, f"category {cat_id}")
-        known = dataset.categories.get(cat_id)
+        known = categories.get(cat_id)
         if known is not None and known.name != name:
             raise FormatError(f"category {cat_id} is {name!r} here but {known.name!r} in another split",
                               path=json_path, record=f"category {cat_id}")
         if known is None:
-            dataset.categories[cat_id] = Category(cat_id, name, raw.get("supercategory") or "",
+            categories[cat_id] = Category(cat_id, name, raw.get("supercategory") or "",
                                                   bool(raw.get("isthing", True)))
 
     sizes: dict[int, tuple[int, int]] = {}
@@ -144,12 +163,10 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
         folder = _images_dir(root, json_path, split, images_root, images[0].file_name)
         for image in images:
             image.path = folder / image.file_name if folder else None
-    dataset.images.extend(images)
 
     seen_ids: set[int] = set()
-    raw_annotations = data.pop("annotations")
-    for index, raw in enumerate(raw_annotations):
-        raw_annotations[index] = None  # free each parsed record once it is converted: flat peak memory
+    annotations: list[Annotation] = []
+    for index, raw in enumerate(chain.from_iterable(chain([first], chunks))):
         if not isinstance(raw, dict):
             raise FormatError(f"expected an object, found {type(raw).__name__}", path=json_path,
                               record=f"annotation index {index}")
@@ -162,7 +179,7 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
             raise FormatError(f"'iscrowd' must be 0 or 1, found {iscrowd!r}", path=json_path, record=where)
         ann = Annotation(ann_id, image_id, category_id, None, bool(iscrowd), raw.get("score"), split,
                          attributes={k: v for k, v in raw.items() if k not in _ANN_KEYS})
-        dataset.annotations.append(ann)
+        annotations.append(ann)
 
         def defect(code: str, message: str, **details) -> None:
             if ann.defect is None:
@@ -172,7 +189,7 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
         if ann_id in seen_ids:
             defect("annotation-id-duplicate", f"annotation id {ann_id} is used again")
         seen_ids.add(ann_id)
-        if category_id not in dataset.categories:
+        if category_id not in categories:
             defect("category-unknown", f"category {category_id} is not in 'categories'")
         size = sizes.get(image_id)
         if size is None:
@@ -199,7 +216,7 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
             continue
         ann.mask = mask
 
-    dataset.meta[split] = {k: data[k] for k in ("info", "licenses") if k in data}
+    return images, annotations, findings, {k: data[k] for k in ("info", "licenses") if k in data}
 
 
 def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:

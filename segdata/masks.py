@@ -9,6 +9,7 @@ that writing it back to that face is lossless.
 from __future__ import annotations
 
 import math
+from itertools import accumulate
 from collections.abc import Sequence
 
 import numpy as np
@@ -90,7 +91,7 @@ def _check_size(size: object) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def _check_polygons(polygons: object) -> list[np.ndarray]:
+def _check_polygons(polygons: object) -> tuple[np.ndarray, tuple[int, ...]]:
     if not isinstance(polygons, list) or not polygons:
         raise MaskError("polygon list is empty", code="polygon-too-few-points")
     for index, ring in enumerate(polygons):
@@ -121,8 +122,11 @@ def _check_polygons(polygons: object) -> list[np.ndarray]:
             )
         if not finite:
             raise MaskError(f"polygon {index} has a NaN or infinite coordinate", code="coordinate-non-finite")
-    # one array per ring: a third of the memory of a list of Python floats, and cheap to ship to workers
-    return [np.asarray(ring) for ring in polygons]
+    # all rings in one array and where each ends: a fifth of the memory of lists of Python floats, and
+    # cheap to ship to workers
+    ends = tuple(accumulate(len(ring) for ring in polygons))
+    flat = np.asarray(polygons[0]) if len(polygons) == 1 else np.concatenate([np.asarray(r) for r in polygons])
+    return flat, ends[:-1]
 
 
 class Mask:
@@ -203,8 +207,11 @@ class Mask:
 
     @property
     def source_polygons(self) -> list[np.ndarray] | None:
-        """The polygons the mask was made from, or ``None`` for other faces."""
-        return self._polygons
+        """The polygons the mask was made from (one flat ``x, y, …`` array per ring), or ``None`` for other faces."""
+        if self._polygons is None:
+            return None
+        flat, ends = self._polygons
+        return np.split(flat, ends) if ends else [flat]
 
     def to_bitmap(self) -> np.ndarray:
         """Decode to a ``(height, width)`` bool array."""
@@ -214,7 +221,7 @@ class Mask:
         """The RLE without caching it on a polygon mask, so per-image jobs keep memory flat."""
         if self._rle is not None:
             return self._rle
-        parts = _coco_mask.frPyObjects(self._polygons, self.height, self.width)
+        parts = _coco_mask.frPyObjects(self.source_polygons, self.height, self.width)
         return _coco_mask.merge(parts) if len(parts) > 1 else parts[0]
 
     def to_crop(self) -> tuple[int, int, np.ndarray]:
@@ -248,7 +255,7 @@ class Mask:
         ring; measure the loss with :meth:`iou`.
         """
         if tolerance == 0 and self._polygons is not None:
-            return self._polygons
+            return self.source_polygons
         x0, y0, crop = self.to_crop()
         return bitmap_to_polygons(crop, tolerance=tolerance, offset_xy=(x0, y0))
 

@@ -1,0 +1,59 @@
+"""Peak memory of a process tree: the sum of its processes' PSS, sampled while it runs.
+
+``ru_maxrss`` of a forked worker counts every page it shares with its parent,
+so "parent + workers × largest" counts shared pages several times.  PSS
+(proportional set size) splits each shared page between the processes that
+map it, so the sum over the tree is the memory the job actually holds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+
+def _tree(pid: int) -> list[int]:
+    pids, index = [pid], 0
+    while index < len(pids):
+        for task in Path(f"/proc/{pids[index]}/task").glob("*/children"):
+            try:
+                pids.extend(int(child) for child in task.read_text().split())
+            except OSError:
+                pass
+        index += 1
+    return pids
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run_measured(command: list[str], interval: float = 0.05, **kwargs) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``command`` to completion; its result and the peak summed PSS of its process tree, in MB."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, sum(_pss_kb(pid) for pid in _tree(process.pid)))
+            time.sleep(interval)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    done.set()
+    sampler.join()
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command, stdout, stderr)
+    return result, peak / 1024

@@ -1,0 +1,67 @@
+"""segdata.jsonstream: chunked parsing gives exactly what a whole-document parse gives, or steps aside."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from segdata import jsonstream
+from segdata.jsonstream import Unscannable, read_with_array_chunks
+
+
+def _streamed(path, key="annotations"):
+    head, chunks = read_with_array_chunks(path, key)
+    return head, [item for chunk in chunks for item in chunk]
+
+
+@pytest.fixture
+def tiny_blocks(monkeypatch):
+    """Blocks and chunks of a few bytes: every boundary case falls inside a real file."""
+    monkeypatch.setattr(jsonstream, "SCAN_BLOCK", 7)
+    monkeypatch.setattr(jsonstream, "CHUNK_BYTES", 50)
+
+
+def test_every_coco_file_streams_to_the_whole_parse(samples_dir, conformance_dir, tiny_blocks):
+    files = sorted(samples_dir.glob("coco*/annotations/*.json")) + sorted(conformance_dir.rglob("*.json"))
+    compared = 0
+    for path in files:
+        whole = orjson.loads(path.read_bytes()) if path.stat().st_size < 5_000_000 else None
+        if not isinstance(whole, dict) or not isinstance(whole.get("annotations"), list):
+            continue
+        head, items = _streamed(path)
+        assert items == whole["annotations"], path
+        assert head == {**whole, "annotations": []}, path
+        compared += 1
+    assert compared >= 40  # the samples and the corpus' COCO-like files
+
+
+@pytest.mark.parametrize("text, items", [
+    pytest.param(b'{"annotations": []}', [], id="empty"),
+    pytest.param(b'{"x": "\\\\", "annotations": [{"f": "a\\"]},"}, 2]}', [{"f": 'a"]},'}, 2], id="escapes"),
+    pytest.param(b'{"x": {"annotations": 1}, "annotations" : [[1], {"a": [2]}]}', [[1], {"a": [2]}],
+                 id="nested-key-of-the-same-name"),
+    pytest.param(b' \n{"annotations":[{"b":"\\\\\\\\"}, {"c":"[\\\\"}],"images":[]}', [{"b": "\\\\"}, {"c": "[\\"}],
+                 id="backslash-runs"),
+])
+def test_strings_escapes_and_nesting(tmp_path, tiny_blocks, text, items):
+    path = tmp_path / "a.json"
+    path.write_bytes(text)
+    head, streamed = _streamed(path)
+    assert streamed == items == orjson.loads(text)["annotations"]
+    assert head["annotations"] == []
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param(b"[1, 2]", id="not-an-object"),
+    pytest.param(b'{"images": []}', id="key-missing"),
+    pytest.param(b'{"annotations": {"a": 1}}', id="not-an-array"),
+    pytest.param(b'{"annotations": [{"a": 1},, {"b": 2}]}', id="double-comma"),
+    pytest.param(b'{"annotations": [{"a": NaN}]}', id="nan"),
+    pytest.param(b'{"annotations": [{"a": 1}', id="truncated"),
+    pytest.param(b'{"annotations": [], "annotations": []}', id="key-twice"),
+])
+def test_what_it_cannot_vouch_for_is_left_to_the_whole_parse(tmp_path, tiny_blocks, text):
+    path = tmp_path / "a.json"
+    path.write_bytes(text)
+    with pytest.raises(Unscannable, match=r"."):
+        _streamed(path)
