@@ -1,16 +1,19 @@
-"""One way to go image by image: serially or in a local process pool, same results."""
+"""One way to go image by image: serially, in local processes or on a Dask cluster, same results."""
 
 from __future__ import annotations
 
 import atexit
 import ctypes
 import gc
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from itertools import islice
 from typing import Any, TypeVar
+
+from segdata.errors import UsageError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -26,6 +29,48 @@ def default_workers() -> int:
 
 _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 _started: tuple[int, ProcessPoolExecutor] | None = None
+_dask = None  # a distributed.Client, once use_scheduler() has connected one
+
+
+def use_scheduler(address: str | None, workers: int | None = None, *, timeout: float = 10) -> None:
+    """Run every :func:`map_images` of this process on a Dask cluster (``None``: stop doing so).
+
+    ``address`` is a running ``dask.distributed`` scheduler
+    (``tcp://host:8786``) or ``"local"`` for a ``LocalCluster`` of
+    ``workers`` single-threaded processes; ``timeout`` (seconds) bounds the
+    wait for a remote one.  Items still travel in batches,
+    and results come back in input order, so the output is the same as with
+    the local pool.
+
+    Raises
+    ------
+    UsageError
+        Dask is not installed (``pip install segdata[dask]``), or the
+        scheduler cannot be reached.
+    """
+    global _dask
+    if _dask is not None:
+        cluster = _dask.cluster  # the LocalCluster this process started, if it did
+        _dask.close()
+        if cluster is not None:
+            cluster.close()
+        _dask = None
+    if address is None:
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as err:
+        raise UsageError("--scheduler needs Dask: pip install 'segdata[dask]'") from err
+    try:
+        if address == "local":
+            cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR)
+            _dask = Client(cluster, set_as_default=False)
+        else:
+            _dask = Client(address, timeout=timeout, set_as_default=False)
+    except OSError as err:
+        raise UsageError(f"cannot reach the Dask scheduler at {address!r} ({err})") from err
+    atexit.register(use_scheduler, None)
 
 
 def start_workers(workers: int | None = None) -> None:
@@ -105,6 +150,11 @@ def map_images(
     >>> list(map_images(abs, [-1, 2, -3], workers=1))
     [1, 2, 3]
     """
+    if _dask is not None:
+        executor = _dask.get_executor(pure=False)
+        slots = max(1, sum(_dask.nthreads().values()))
+        yield from _map_batches(executor, fn, items, slots, batch_size, progress, share=False)
+        return
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, found {workers}")
@@ -127,11 +177,12 @@ def map_images(
         gc.unfreeze()
 
 
-def _map_batches(pool: ProcessPoolExecutor, fn, items, workers: int, batch_size: int, progress) -> Iterator:
-    """Every ``workers``-th batch runs here, the others in the pool's ``workers − 1`` helpers.
+def _map_batches(pool: Executor, fn, items, workers: int, batch_size: int, progress, share: bool = True) -> Iterator:
+    """Every ``workers``-th batch runs here (``share``), the others in the pool.
 
-    This process is one of the workers: a helper process fewer costs one
-    interpreter's memory less, and the batches done here are never pickled.
+    Locally this process is one of the workers: a helper process fewer costs
+    one interpreter's memory less, and the batches done here are never
+    pickled.  On a cluster (``share=False``) the pool does all of them.
     """
     window: deque[tuple[Future | None, list]] = deque()
     batches = enumerate(_batches(items, batch_size))
@@ -139,7 +190,7 @@ def _map_batches(pool: ProcessPoolExecutor, fn, items, workers: int, batch_size:
     def refill() -> None:
         while len(window) < 2 * workers and (numbered := next(batches, None)) is not None:
             index, batch = numbered
-            if index % workers == 0:
+            if share and index % workers == 0:
                 window.append((None, batch))
             else:
                 window.append((pool.submit(_run_batch, fn, batch), []))

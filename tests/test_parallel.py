@@ -1,9 +1,13 @@
-"""segdata/parallel.py: the same results in the same order, serial or pooled."""
+"""segdata/parallel.py: the same results in the same order, serial, pooled or on a Dask cluster."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from segdata import parallel
+from segdata.errors import UsageError
 from segdata.parallel import map_images
 
 
@@ -11,7 +15,17 @@ def _square(x: int) -> int:
     return x * x
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+def _where(x: int) -> int:
+    return os.getpid()
+
+
+def _fail_on_seven(x: int) -> int:
+    if x == 7:
+        raise ZeroDivisionError(f"item {x}")
+    return x
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
 def test_results_come_back_in_input_order(workers):
     done = []
     results = list(map_images(_square, iter(range(103)), workers=workers, batch_size=5, progress=done.append))
@@ -19,6 +33,49 @@ def test_results_come_back_in_input_order(workers):
     assert sum(done) == 103
 
 
+def test_this_process_takes_its_turn_and_helpers_take_theirs():
+    pids = list(map_images(_where, range(40), workers=2, batch_size=10))
+    assert pids[:10] == [os.getpid()] * 10 and pids[20:30] == [os.getpid()] * 10
+    assert os.getpid() not in pids[10:20] + pids[30:]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_job_raises_its_own_error(workers):
+    with pytest.raises(ZeroDivisionError, match="item 7"):
+        list(map_images(_fail_on_seven, range(50), workers=workers, batch_size=3))
+
+
+def test_started_helpers_are_reused():
+    parallel.start_workers(2)
+    pool = parallel._started[1]
+    first = set(map_images(_where, range(30), workers=2, batch_size=5)) - {os.getpid()}
+    assert parallel._started[1] is pool
+    assert first == set(map_images(_where, range(30), workers=2, batch_size=5)) - {os.getpid()}
+
+
+def test_stopping_early_leaves_nothing_behind():
+    results = map_images(_square, range(1000), workers=2, batch_size=4)
+    assert [next(results) for _ in range(3)] == [0, 1, 4]
+    results.close()  # the generator's finally cancels what was queued
+
+
 def test_rejects_zero_workers():
     with pytest.raises(ValueError, match="at least 1, found 0"):
         list(map_images(_square, [1], workers=0))
+
+
+def test_dask_local_cluster_gives_the_same_results():
+    parallel.use_scheduler("local", workers=2)
+    try:
+        done = []
+        assert list(map_images(_square, range(103), batch_size=5, progress=done.append)) == [x * x for x in range(103)]
+        assert sum(done) == 103
+        assert os.getpid() not in set(map_images(_where, range(20), batch_size=5))  # all of it on the cluster
+    finally:
+        parallel.use_scheduler(None)
+    assert parallel._dask is None
+
+
+def test_unreachable_scheduler_is_a_usage_error():
+    with pytest.raises(UsageError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
+        parallel.use_scheduler("tcp://127.0.0.1:9", timeout=1)

@@ -1,0 +1,90 @@
+"""Every per-image job gives the same output serially, in local processes and on a Dask LocalCluster."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from segdata import converters, parallel
+from segdata.semantic import write_maps
+from segdata.stats import class_stats
+from segdata.validators import validate
+
+BACKENDS = ["serial", "processes", "dask"]
+
+
+@pytest.fixture(scope="module")
+def backend_runner():
+    """Call ``job(workers)`` under a backend; one LocalCluster serves the whole module."""
+    started = False
+
+    def run(backend: str, job):
+        nonlocal started
+        if backend == "dask" and not started:
+            parallel.use_scheduler("local", workers=2)
+            started = True
+        if backend != "dask" and started:
+            parallel.use_scheduler(None)
+            started = False
+        return job(1 if backend == "serial" else 2)
+
+    yield run
+    parallel.use_scheduler(None)
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def coco_sample(samples_dir):
+    return converters.read(samples_dir / "coco")
+
+
+def _outputs(backend_runner, job) -> list:
+    return [backend_runner(backend, job) for backend in BACKENDS]
+
+
+@pytest.mark.parametrize("target", ["coco", "coco-panoptic", "semantic-png", "instance-png", "voc", "cityscapes",
+                                    "yolo", "labelme"])
+def test_convert(backend_runner, coco_sample, tmp_path, target):
+    writer = converters.get(target)
+
+    def job(workers):
+        out = tmp_path / f"{target}-{workers}-{parallel._dask is not None}"
+        report = writer.write(coco_sample, out, workers=workers)
+        return _tree_digest(out), report.to_dict()
+
+    serial, processes, dask = _outputs(backend_runner, job)
+    assert serial[0] and serial == processes == dask
+
+
+def test_semantic_maps(backend_runner, coco_sample, tmp_path):
+    def job(workers):
+        out = tmp_path / f"maps-{workers}-{parallel._dask is not None}"
+        report = write_maps(coco_sample, out, instance_ids=True, panoptic=True, workers=workers)
+        return _tree_digest(out), {**report, "destination": None}
+
+    serial, processes, dask = _outputs(backend_runner, job)
+    assert len(serial[0]) > 20 and serial == processes == dask
+
+
+def test_validate(backend_runner, samples_dir):
+    dirty = converters.read(samples_dir / "coco-dirty")
+
+    def job(workers):
+        return [finding.to_dict() for finding in validate(dirty, workers=workers)]
+
+    serial, processes, dask = _outputs(backend_runner, job)
+    assert serial and serial == processes == dask
+
+
+def test_stats(backend_runner, coco_sample):
+    def job(workers):
+        return class_stats(coco_sample, workers=workers).to_dict()
+
+    serial, processes, dask = _outputs(backend_runner, job)
+    assert serial["classes"] and serial == processes == dask
