@@ -584,7 +584,7 @@ def _write_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
         values[position] = ann.category_id * 1000 + number
         numbers[ann.category_id] += 1
     label_ids = np.where(maps.class_map == _VOID, _UNLABELED, maps.class_map).astype(np.uint8)
-    instance_ids = values[maps.instance_map]
+    instance_ids = np.take(values, maps.instance_map)
     relative = _relative(image)
     folder = gt_dir / relative.parent
     folder.mkdir(parents=True, exist_ok=True)

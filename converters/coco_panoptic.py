@@ -467,7 +467,7 @@ def _paint_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
     png_name = _png_name(image)
     target = png_dir / png_name
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(encode_png(ids_to_rgb(lut[maps.instance_map])))
+    target.write_bytes(encode_png(ids_to_rgb(np.take(lut, maps.instance_map))))
     image_json = {"id": image.id, "file_name": image.file_name, "width": image.width, "height": image.height,
                   **image.attributes}
     return image_json, {"image_id": image.id, "file_name": str(png_name), "segments_info": segments}, changes
