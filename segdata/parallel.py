@@ -73,6 +73,17 @@ def use_scheduler(address: str | None, workers: int | None = None, *, timeout: f
     atexit.register(use_scheduler, None)
 
 
+def prepare(workers: int | None = None, scheduler: str | None = None) -> None:
+    """Decide, before a command reads its dataset, where its per-image work runs.
+
+    With ``scheduler`` on that Dask cluster (:func:`use_scheduler`),
+    otherwise in this process and helpers forked now (:func:`start_workers`).
+    """
+    use_scheduler(scheduler, workers)  # None: this process's earlier cluster, if any, is let go
+    if not scheduler:
+        start_workers(workers)
+
+
 def start_workers(workers: int | None = None) -> None:
     """Fork the helper processes now, while this process is still small.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from segdata import converters, parallel
 from segdata.semantic import write_maps
 from segdata.stats import class_stats
 from segdata.validators import validate
+from tests.conftest import run_segdata
 
 BACKENDS = ["serial", "processes", "dask"]
 
@@ -88,3 +90,15 @@ def test_stats(backend_runner, coco_sample):
 
     serial, processes, dask = _outputs(backend_runner, job)
     assert serial["classes"] and serial == processes == dask
+
+
+def test_cli_scheduler_option_gives_the_same_output(samples_dir, tmp_path):
+    """The real command, in a subprocess, on a LocalCluster and on local processes."""
+    outputs = []
+    for backend in (["--workers", "2"], ["--scheduler", "local", "--workers", "2"]):
+        out = tmp_path / backend[1]
+        done = run_segdata("convert", str(samples_dir / "coco"), str(out), "--to", "voc", "--json", *backend)
+        assert done.returncode == 0, done.stderr
+        outputs.append((_tree_digest(out), json.loads(done.stdout)))
+    assert outputs[0] == outputs[1]
+

@@ -11,10 +11,10 @@ from rich.console import Console
 
 from segdata import converters
 from segdata.categories import read_category_map, remap_categories
-from segdata.cli._options import ImagesRoot, Json, Overlap, Overwrite, Workers
+from segdata.cli._options import ImagesRoot, Json, Overlap, Overwrite, Scheduler, Workers
 from segdata.errors import UsageError
 from segdata.io import dumps_json, write_bytes_atomic
-from segdata.parallel import start_workers
+from segdata.parallel import prepare
 from segdata.report import progress_bar, render_conversion, write_json
 
 
@@ -54,6 +54,7 @@ def convert(
     report: Annotated[Optional[Path], typer.Option(help="Write the per-annotation report (JSON) here.")] = None,
     json: Json = False,
     workers: Workers = None,
+    scheduler: Scheduler = None,
 ) -> None:
     """Convert a dataset to another format, losslessly where the target allows.
 
@@ -65,7 +66,7 @@ def convert(
     source_format = source_format or converters.sniff(source)
     reader, writer = converters.get(source_format), converters.get(to)
     read_options = _accepted(reader.read, "reading", source_format, {"images_root": images_root, "classes": classes})
-    start_workers(workers)
+    prepare(workers, scheduler)
     dataset = reader.read(source, **read_options)
     dataset, changes = remap_categories(dataset, ids=category_ids.value,
                                         mapping=read_category_map(category_map) if category_map else None)

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 
 from segdata import converters
-from segdata.cli._options import Format, ImagesRoot, Json, Overlap, OverlapOption, Overwrite, Workers
+from segdata.cli._options import Format, ImagesRoot, Json, Overlap, OverlapOption, Overwrite, Scheduler, Workers
+from segdata.parallel import prepare
 from segdata.report import render_compose, write_json
 from segdata.semantic import write_maps, write_preview
 
@@ -50,6 +51,7 @@ def semantic(
     overwrite: Overwrite = False,
     json: Json = False,
     workers: Workers = None,
+    scheduler: Scheduler = None,
 ) -> None:
     """Paint each image's instances into a class map PNG, counting every contested pixel.
 
@@ -60,6 +62,7 @@ def semantic(
     """
     options = {"overlap": overlap.value, "crowd": crowd.value, "void_value": void_value,
                "background_value": background_value, "on_invalid": on_invalid.value}
+    prepare(workers, scheduler)
     dataset = converters.read(source, format, **({"images_root": images_root} if images_root else {}))
     result = write_maps(dataset, destination, **options, palette=palette, instance_ids=instance_ids,
                         panoptic=panoptic, workers=workers, overwrite=overwrite)

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 
 from segdata import converters
-from segdata.cli._options import FailOn, Format, ImagesRoot, Json, Overwrite, Severity, Workers
+from segdata.cli._options import FailOn, Format, ImagesRoot, Json, Overwrite, Severity, Scheduler, Workers
+from segdata.parallel import prepare
 from segdata.report import render_findings, render_repairs, write_json
 
 
@@ -44,6 +45,7 @@ def validate(
         "--fix", metavar="OUT", help="Write a repaired copy (COCO) here and list every change.")] = None,
     overwrite: Overwrite = False,
     workers: Workers = None,
+    scheduler: Scheduler = None,
 ) -> None:
     """Check files, ids, geometry, stored bbox/area and overlaps; exit 1 on findings at --fail-on.
 
@@ -57,6 +59,7 @@ def validate(
     from segdata.validators import fails, summarize_findings, validate as run_checks  # imported on use: see segdata.cli
     from segdata.validators.repair import repair
     options = {"images_root": images_root} if images_root else {}
+    prepare(workers, scheduler)
     dataset = converters.read(path, format, **options)
     findings = run_checks(dataset, only=_codes(only), skip=_codes(skip), overlap_mode=overlap_mode.value,
                           workers=workers)
