@@ -17,6 +17,9 @@ The file mimics ``instances_val2017.json``/``instances_train2017.json`` in shape
 Usage::
 
     python benchmarks/synth_coco.py [--images 5000] [--out benchmarks/data/synth_5k.json] [--seed 0]
+    python benchmarks/synth_coco.py --images 20000     # benchmarks/data/synth_20k.json (stats scaling)
+
+Without ``--out`` the file is named after its size: ``synth_<N/1000>k.json``.
 """
 
 from __future__ import annotations
@@ -234,12 +237,21 @@ def generate(n_images: int, seed: int = 0) -> dict:
     }
 
 
+def default_out(n_images: int) -> Path:
+    """``data/synth_5k.json`` for 5000 images, ``data/synth_20k.json`` for 20000, ``synth_<N>.json`` otherwise."""
+    name = f"synth_{n_images // 1000}k.json" if n_images % 1000 == 0 else f"synth_{n_images}.json"
+    return DEFAULT_OUT.with_name(name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=5000, help="number of images (default 5000)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output JSON (default {DEFAULT_OUT})")
+    parser.add_argument("--out", type=Path, help=f"output JSON (default {DEFAULT_OUT} for 5000 images, "
+                                                 "synth_<N/1000>k.json beside it for others)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = default_out(args.images)
     start = time.perf_counter()
     data = generate(args.images, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,15 +2,21 @@
 
 Three counts disagree routinely, so all three are given side by side:
 
-* **pixels**, counted on the *composed* class map of each image
-  (:func:`segdata.compose.compose_image` under the chosen overlap policy;
-  ``np.bincount`` of the map).  Background is a row of its own (id = the
+* **pixels**, counted on the *composed* class map of each image under the
+  chosen overlap policy (:func:`segdata.compose_counts.count_image`: each
+  instance's visible pixels, from RLE unions and intersections, exactly
+  what :func:`segdata.compose.compose_image` would paint; the rest of the
+  map is void or background).  Background is a row of its own (id = the
   background value, 0); void pixels (crowd regions, the image's void region,
   contested pixels under ``overlap="void"``) are excluded from every class.
   Beside it, ``area_sum`` is the raw summed area of the non-crowd
   annotations (each mask's pixel count under pycocotools' rule, overlaps
   counted twice, as Datumaro does),
-  so that the effect of the overlap policy is visible;
+  so that the effect of the overlap policy is visible.  For a label-map
+  dataset (semantic-png, VOC, Cityscapes), pixels are the histogram of each
+  image's class-map PNG instead (``label_maps=``): the map has already
+  decided every pixel, and painting the reader's instances back would only
+  redo that work;
 * **images** containing the class: images with at least one annotation of it
   (crowd included); for background, images with a background pixel;
 * **instances**: non-crowd annotations; crowd regions are counted apart
@@ -40,7 +46,7 @@ sends back only its class histogram and its instances' areas, reduced here.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -48,10 +54,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.spatial.distance import jensenshannon
-from scipy.stats import chi2_contingency
 
-from segdata.compose import ComposeSettings, compose_image, settings
+from segdata.compose import ComposeSettings, settings
+from segdata.compose_counts import count_image
 from segdata.errors import UsageError
 from segdata.io import write_bytes_atomic
 from segdata.model import Annotation, Dataset, ImageRecord
@@ -168,22 +173,45 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def _image_counts(job: tuple[ImageRecord, list[Annotation]], *,
+def _image_counts(job: tuple[ImageRecord, list[Annotation], Any], *,
                   config: ComposeSettings) -> dict[str, Any] | None:
-    """Compose one image and return its class histogram and instance areas (runs in a worker)."""
-    image, annotations = job
+    """One image's class histogram and instance areas (runs in a worker).
+
+    The histogram is that of the image's class-map PNG when it has one
+    (``job[2]``, a :class:`segdata.converters.label_maps.LabelMap`), else
+    that of its composed class map.
+    """
+    image, annotations, label_map = job
     if image.defect:
         return None
-    maps = compose_image(image, annotations, config)
-    histogram = np.bincount(maps.class_map.ravel())
-    present = np.flatnonzero(histogram)
-    pixels = {int(v): int(histogram[v]) for v in present if v != config.void_value}
-    skipped = set(maps.report.skipped_annotation_ids)
-    instances = [(ann.category_id, bool(ann.iscrowd), int(np.count_nonzero(ann.mask.to_crop()[2])))
-                 for ann in annotations
-                 if ann.id not in skipped and ann.mask is not None and ann.defect is None]
-    return {"split": image.split, "size": image.height * image.width,
-            "void": int(histogram[config.void_value]) if config.void_value < histogram.size else 0,
+    unknown = 0
+    if label_map is not None:
+        counts = label_map.count()
+        pixels = dict(counts.pixels)
+        if counts.background:
+            pixels[config.background_value] = counts.background
+        void, unknown = counts.void, counts.unknown
+        size = counts.shape_hw[0] * counts.shape_hw[1]
+        instances = [(ann.category_id, bool(ann.iscrowd), ann.mask.area) for ann in annotations
+                     if ann.mask is not None and ann.defect is None]
+    else:
+        # the composed map's counts, from RLE unions and intersections: a tenth of painting it
+        counts = count_image(image, annotations, config)
+        visible = counts.visible
+        pixels = {}
+        for position, ann in enumerate(annotations, start=1):
+            if visible[position]:
+                pixels[ann.category_id] = pixels.get(ann.category_id, 0) + int(visible[position])
+        size = image.height * image.width
+        void = counts.void_px
+        if size - void - sum(pixels.values()):
+            pixels[config.background_value] = size - void - sum(pixels.values())
+        skipped = set(counts.skipped_annotation_ids)
+        instances = [(ann.category_id, bool(ann.iscrowd), int(counts.source_areas[position]))
+                     for position, ann in enumerate(annotations, start=1)
+                     if ann.id not in skipped and ann.mask is not None and ann.defect is None]
+    return {"split": image.split, "size": size, "void": void, "unknown": unknown,
+            "from_label_map": label_map is not None,
             "pixels": pixels, "instances": instances, "skipped": len(annotations) - len(instances)}
 
 
@@ -196,6 +224,7 @@ def class_stats(
     rare_images: int = 5,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    label_maps: Mapping[tuple[str, int], Any] | None = None,
 ) -> ClassStats:
     """Per-class pixel, image and instance counts, sizes, weights and split comparison.
 
@@ -214,6 +243,15 @@ def class_stats(
         Processes composing images (default: all cores).
     progress : callable, optional
         Called with the number of images just counted.
+    label_maps : mapping, optional
+        ``(split, image id)`` -> the image's class-map PNG, as
+        :func:`segdata.converters.label_maps.locate` finds them for
+        semantic-png, VOC and Cityscapes.  Those images' pixels are the
+        histogram of the PNG (its own background and void values; values
+        without a class are counted in ``settings["unknown_pixels"]``), not
+        of a map composed from the instances the reader cut out of it; the
+        overlap policy does not apply to them.  Image and instance counts
+        still come from ``dataset``.
 
     Returns
     -------
@@ -244,15 +282,20 @@ def class_stats(
                          f"{rare_instance_share} and {rare_images}")
     config = settings(dataset.categories, overlap=overlap, crowd="void", on_invalid="skip")
     image_rows, pixel_rows, instance_rows = [], [], []
-    skipped_images = skipped_annotations = 0
+    skipped_images = skipped_annotations = unknown_pixels = from_label_maps = 0
+    label_maps = label_maps or {}
     job = partial(_image_counts, config=config)
-    results = map_images(job, dataset.iter_images(), workers=workers, progress=progress)
+    items = ((image, annotations, label_maps.get((image.split, image.id)))
+             for image, annotations in dataset.iter_images())
+    results = map_images(job, items, workers=workers, progress=progress)
     for index, result in enumerate(results):
         if result is None:
             skipped_images += 1
             continue
         split = result["split"]
         skipped_annotations += result["skipped"]
+        unknown_pixels += result["unknown"]
+        from_label_maps += result["from_label_map"]
         classes = {cat for cat, _crowd, _area in result["instances"]}
         image_rows.append((split, index, result["size"], result["void"], len(result["instances"]),
                            len(classes)))
@@ -285,7 +328,8 @@ def class_stats(
                   "background_value": config.background_value,
                   "void_value": config.void_value, "rare_instance_share": rare_instance_share,
                   "rare_images": rare_images, "images_skipped": skipped_images,
-                  "annotations_skipped": skipped_annotations})
+                  "annotations_skipped": skipped_annotations,
+                  "images_from_label_maps": from_label_maps, "unknown_pixels": unknown_pixels})
 
 
 def _class_table(images: pd.DataFrame, pixels: pd.DataFrame, instances: pd.DataFrame, order: list[int],
@@ -386,6 +430,9 @@ def _image_summary(images: pd.DataFrame, splits: list[str]) -> pd.DataFrame:
 def _compare_splits(by_split: dict[str, pd.DataFrame], n_images: dict[str, int], ids: list[int],
                     names: dict[int, str]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Image shares per split, JS distance to the reference and a chi-square test on image counts."""
+    from scipy.spatial.distance import jensenshannon  # SciPy costs a second to import; only splits need it
+    from scipy.stats import chi2_contingency
+
     comparison = pd.DataFrame({"id": ids, "name": [names[i] for i in ids]})
     counts = {}
     for split, table in by_split.items():

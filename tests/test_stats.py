@@ -95,6 +95,17 @@ def test_known_split_comparison_images_and_alerts():
     assert data["schema_version"] == 1 and set(data["splits"]) == {"train", "val"}
 
 
+@pytest.mark.parametrize("overlap", ["smaller-on-top", "larger-on-top", "later-wins", "score", "void", "error"])
+def test_known_counts_without_overlaps_are_the_same_exact_counts_under_every_policy(overlap):
+    """Without annotation 2 nothing overlaps, so even ``error`` counts, and every policy agrees."""
+    dataset = _known_dataset()
+    dataset = Dataset(dataset.categories, dataset.images, [a for a in dataset.annotations if a.id != 2])
+    table = class_stats(dataset, overlap=overlap, workers=1).classes
+    columns = ["pixels", "area_sum", "images", "instances", "crowd"]
+    assert {i: tuple(int(v) for v in _row(table, i)[columns]) for i in (0, 1, 2, 3)} == {
+        0: (100 + 59 + 100 + 96, 0, 4, 0, 0), 1: (100, 100, 2, 1, 1), 2: (25, 25, 1, 1, 0), 3: (4, 4, 1, 1, 0)}
+
+
 def test_overlap_error_policy_refuses():
     with pytest.raises(ComposeError, match="overlap on 20 pixels"):
         class_stats(_known_dataset(), overlap="error", workers=1)
@@ -127,7 +138,7 @@ def test_weights_match_published_formulas_on_a_hand_checked_example():
 def _independent_counts(coco_dir):
     """Pixels, images, instances, sizes from pycocotools full-image masks, painted smaller-on-top."""
     categories, pixels, area_sum, images, instances, crowd = None, {}, {}, {}, {}, {}
-    sizes = {}
+    sizes, areas = {}, {}
     present_px = {}
     total_px = 0
     for split in ("train", "val", "test"):
@@ -176,16 +187,17 @@ def _independent_counts(coco_dir):
                     continue
                 instances[cat] = instances.get(cat, 0) + 1
                 area_sum[cat] = area_sum.get(cat, 0) + area
+                areas.setdefault(cat, []).append(area)
                 size = "small" if area < 32**2 else "medium" if area < 96**2 else "large"
                 sizes[(cat, size)] = sizes.get((cat, size), 0) + 1
-    return categories, pixels, area_sum, images, instances, crowd, sizes, present_px
+    return categories, pixels, area_sum, images, instances, crowd, sizes, present_px, areas
 
 
 def test_coco_sample_matches_an_independent_numpy_computation(samples_dir):
     from segdata.converters import coco
 
     stats = class_stats(coco.read(samples_dir / "coco"), workers=2)
-    categories, pixels, area_sum, images, instances, crowd, sizes, present_px = \
+    categories, pixels, area_sum, images, instances, crowd, sizes, present_px, areas = \
         _independent_counts(samples_dir / "coco")
     table = stats.classes.set_index("id")
     ids = [0, *categories]
@@ -200,6 +212,9 @@ def test_coco_sample_matches_an_independent_numpy_computation(samples_dir):
             assert int(row["crowd"]) == crowd.get(cat, 0), cat
             for size in ("small", "medium", "large"):
                 assert int(row[size]) == sizes.get((cat, size), 0), (cat, size)
+            quantiles = np.quantile(areas[cat], [0, 0.25, 0.5, 0.75, 1])
+            np.testing.assert_allclose(row[["area_min", "area_q25", "area_median", "area_q75", "area_max"]]
+                                       .to_numpy(float), quantiles)
     share = np.array([pixels[c] for c in ids], float) / sum(pixels.values())
     inverse = (1 / share) / (1 / share).mean()
     freq = np.array([pixels[c] / present_px[c] for c in ids])
