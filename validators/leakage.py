@@ -4,14 +4,17 @@ Pairs of images in different splits are reported with the strongest kind
 that links them, one pair once, strongest first:
 
 ``exact-file``
-    the same bytes (BLAKE2b of the file);
+    the same bytes (SHA-256 of the file);
 ``exact-pixels``
     different bytes, the same decoded pixels after EXIF orientation;
 ``near-duplicate``
-    perceptual hashes (pHash of the whole image, of its central crop, and of
-    both mirrored when ``mirror``) within ``max_distance`` bits, confirmed by
-    a correlation of at least ``min_correlation`` between the 32×32
-    grayscale thumbnails the two matching hashes came from;
+    a perceptual hash of one image (of the whole image, or of one of 16
+    regions trimmed by 2.5–7.5 % per side) within ``max_distance`` bits of
+    the whole-image hash of the other (or of it mirrored, when ``mirror``),
+    confirmed by a correlation of at least ``min_correlation`` between that
+    region and the other image, aligned to within about 1 % on 24×24
+    grayscale grids: re-encoded, resized, brightness-shifted, mirrored and
+    copies cropped by up to 10 % per side;
 ``same-group``
     the same group key (``ImageRecord.group``, or ``group_regex`` matched on
     the file name: its first capture group, else the whole match) — frames
@@ -47,7 +50,6 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import combinations
 from pathlib import PurePath
 from typing import Any
@@ -56,8 +58,8 @@ import numpy as np
 import pandas as pd
 
 from segdata.errors import UsageError
-from segdata.fingerprint import (KINDS, FingerprintCache, correlation, fingerprint_file, phash, pixel_hash,
-                                 radius_search)
+from segdata.fingerprint import (MIRRORED, REGIONS, WHOLE, FingerprintCache, aligned_correlation,
+                                 fingerprint_file, image_header, pixel_hash, radius_search)
 from segdata.model import Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
 
@@ -154,13 +156,13 @@ def _mask_signatures(dataset: Dataset) -> list[bytes | None]:
     return signatures
 
 
-def _fingerprints(dataset: Dataset, cache: FingerprintCache, crop: float, workers: int | None,
+def _fingerprints(dataset: Dataset, cache: FingerprintCache, workers: int | None,
                   progress: Callable[[int], None] | None) -> tuple[list, int, int]:
     """One fingerprint per image (each distinct file computed once), and (hashed, cached) counts."""
     paths = [None if image.path is None else str(image.path) for image in dataset.images]
     known = {p: cache.get(p) for p in dict.fromkeys(paths) if p is not None}
     todo = [p for p, fp in known.items() if fp is None]
-    for path, fp in zip(todo, map_images(partial(fingerprint_file, crop=crop), todo, workers=workers,
+    for path, fp in zip(todo, map_images(fingerprint_file, todo, workers=workers,
                                          progress=progress)):
         known[path] = fp
         cache.put(path, fp)
@@ -174,33 +176,37 @@ def _fingerprints(dataset: Dataset, cache: FingerprintCache, crop: float, worker
 
 def _near_pairs(fps: list, ok: list[int], max_distance: int, mirror: bool,
                 min_correlation: float) -> dict[tuple[int, int], int]:
-    """Verified near-duplicate pairs ``(i, j)`` with ``i < j`` -> smallest hash distance."""
+    """Verified near-duplicate pairs ``(i, j)`` with ``i < j`` -> Hamming distance of the hashes that matched.
+
+    Every hash of every image but the mirrored one (its whole image and 16
+    trimmed regions) is a query; the index holds each image's whole-image
+    hash (and its mirrored hash when ``mirror``).  A hit says "this region
+    of image a looks like all of image b": the candidate is kept when
+    :func:`~segdata.fingerprint.aligned_correlation` of that region and b's
+    thumbnail reaches ``min_correlation``.  Candidates are tried closest
+    first, and a pair is settled by its first verified candidate.
+    """
     if len(ok) < 2:
         return {}
-    hashes = np.array([fps[i].hashes for i in ok], np.uint64).ravel()  # entry e: image ok[e // 2], kind e % 2
-    thumbs = [fps[i].thumbs[k] for i in ok for k in range(len(KINDS))]
-    queries, flipped = hashes, [False] * len(hashes)
-    if mirror:
-        mirrored = np.array([phash(np.fliplr(t)) for t in thumbs], np.uint64)
-        queries = np.concatenate([hashes, mirrored])
-        flipped = flipped + [True] * len(mirrored)
-    q, e, dist = radius_search(queries, hashes, max_distance)
+    n = len(ok)
+    hashes = np.array([fps[i].hashes for i in ok], np.uint64).reshape(n, len(REGIONS))
+    index = hashes[:, [WHOLE, MIRRORED] if mirror else [WHOLE]].T.ravel()  # e: image e % n, mirrored e >= n
+    kinds = np.array([k for k in range(len(REGIONS)) if k != MIRRORED])
+    q, e, dist = radius_search(hashes[:, kinds].ravel(), index, max_distance)  # q: image q // K, kinds[q % K]
+    a, region, b, flipped = q // len(kinds), kinds[q % len(kinds)], e % n, e >= n
+    keep = a != b
+    a, region, b, flipped, dist = a[keep], region[keep], b[keep], flipped[keep], dist[keep]
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    order = np.lexsort((region, dist, high, low))
     best: dict[tuple[int, int], int] = {}
-    verified: dict[tuple[int, int, bool], bool] = {}
-    for qi, ei, d in zip(q.tolist(), e.tolist(), dist.tolist()):
-        qe = qi % len(hashes)
-        a, b = ok[qe // len(KINDS)], ok[ei // len(KINDS)]
-        if a == b:
+    for k in order.tolist():
+        key = (ok[int(low[k])], ok[int(high[k])])
+        if key in best:
             continue
-        key = (min(a, b), max(a, b))
-        if key in best and best[key] <= d:
-            continue
-        check = (qe, ei, flipped[qi])
-        if check not in verified:
-            thumb = np.fliplr(thumbs[qe]) if flipped[qi] else thumbs[qe]
-            verified[check] = correlation(thumb, thumbs[ei]) >= min_correlation
-        if verified[check]:
-            best[key] = d
+        fa, fb = fps[ok[int(a[k])]], fps[ok[int(b[k])]]
+        box = REGIONS[int(region[k])]
+        if aligned_correlation(fa.thumb, box, fb.thumb, bool(flipped[k])) >= min_correlation:
+            best[key] = int(dist[k])
     return best
 
 
@@ -209,8 +215,7 @@ def find_leaks(
     *,
     max_distance: int = 10,
     mirror: bool = True,
-    crop: float = 0.8,
-    min_correlation: float = 0.9,
+    min_correlation: float = 0.93,
     group_regex: str | None = None,
     cache_dir: str | PurePath | None = None,
     workers: int | None = None,
@@ -226,10 +231,9 @@ def find_leaks(
         Largest pHash Hamming distance (0..63 of 64 bits) of a near-duplicate candidate.
     mirror : bool
         Also match horizontally mirrored copies.
-    crop : float
-        Side of the central crop that is hashed too (0 < crop <= 1), for copies cropped or framed differently.
     min_correlation : float
-        Thumbnail correlation a candidate must reach to be a near-duplicate (precision).
+        Correlation a candidate must reach between the matched region of one image and the other image
+        (aligned to about 1 %, on 24×24 grayscale grids) to be a near-duplicate: the precision knob.
     group_regex : str, optional
         Group key from the file name, instead of ``ImageRecord.group``.
     cache_dir : path, optional
@@ -246,18 +250,16 @@ def find_leaks(
     Raises
     ------
     UsageError
-        ``max_distance``, ``crop`` or ``min_correlation`` out of range, or an invalid ``group_regex``.
+        ``max_distance`` or ``min_correlation`` out of range, or an invalid ``group_regex``.
     """
     if not 0 <= max_distance < 64:
         raise UsageError(f"max_distance must be in 0..63 bits, found {max_distance}")
-    if not 0 < crop <= 1:
-        raise UsageError(f"crop must be in (0, 1], found {crop}")
     if not -1 <= min_correlation <= 1:
         raise UsageError(f"min_correlation must be in [-1, 1], found {min_correlation}")
     images = dataset.images
     groups = _group_keys(images, group_regex)
     cache = FingerprintCache(cache_dir)
-    fps, hashed, cached = _fingerprints(dataset, cache, crop, workers, progress)
+    fps, hashed, cached = _fingerprints(dataset, cache, workers, progress)
     findings = [Finding("file-unreadable", LEAK_CODES["file-unreadable"],
                         f"{image.split} image {image.id} ({image.file_name}): cannot be read ({fp.error}); "
                         "left out of the leakage check", image.split, image.id,
@@ -283,13 +285,19 @@ def find_leaks(
 
     link_equal([(i, fps[i].file_hash) for i in ok], "exact-file", 0)
     near = _near_pairs(fps, ok, max_distance, mirror, min_correlation)
+    headers: dict[int, tuple | None] = {}
     pixel_digests: dict[int, bytes | None] = {}
     for (i, j), distance in near.items():
         if fps[i].file_hash != fps[j].file_hash:
+            same = False
             for k in (i, j):
-                if k not in pixel_digests:
-                    pixel_digests[k] = pixel_hash(str(images[k].path))
-            same = pixel_digests[i] is not None and pixel_digests[i] == pixel_digests[j]
+                if k not in headers:
+                    headers[k] = image_header(str(images[k].path))
+            if headers[i] is not None and headers[i] == headers[j]:  # else the pixels differ: no decode
+                for k in (i, j):
+                    if k not in pixel_digests:
+                        pixel_digests[k] = pixel_hash(str(images[k].path))
+                same = pixel_digests[i] is not None and pixel_digests[i] == pixel_digests[j]
             link(i, j, "exact-pixels" if same else "near-duplicate", 0 if same else distance)
     signatures = _mask_signatures(dataset)
     link_equal(list(enumerate(groups)), "same-group", None)

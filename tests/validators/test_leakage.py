@@ -14,9 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from segdata.contact_sheet import cell_box_ltrb, sheet_size_wh
 from segdata.converters import coco
 from segdata.errors import UsageError
-from segdata.fingerprint import FingerprintCache, choose_chunks, fingerprint_file, popcount, radius_search
+from segdata.fingerprint import (CACHE_VERSION, MIRRORED, REGIONS, WHOLE, FingerprintCache, choose_chunks,
+                                 fingerprint_file, popcount, radius_search, region_hashes)
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord
 from segdata.validators.leakage import LEAK_CODES, PAIR_COLUMNS, find_leaks
@@ -154,6 +156,57 @@ def test_each_kind_on_built_copies(tmp_path):
     assert "same-masks" in set(find_leaks(dataset, workers=1).pairs.kind)  # without the group key
 
 
+def _photo(seed: int, size_hw=(240, 320)) -> np.ndarray:
+    """A photo-like RGB picture: smooth colour at three scales plus a few sharp discs."""
+    rng = np.random.default_rng(seed)
+    canvas = np.zeros((*size_hw, 3), np.float32)
+    for cells, amplitude in ((3, 70), (8, 40), (24, 15)):
+        small = rng.normal(0, amplitude, (cells * 3 // 4 + 1, cells, 3)).astype(np.float32)
+        canvas += cv2.resize(small, size_hw[::-1], interpolation=cv2.INTER_CUBIC)
+    canvas += 128
+    for _ in range(6):
+        centre = (int(rng.integers(0, size_hw[1])), int(rng.integers(0, size_hw[0])))
+        colour = tuple(float(v) for v in rng.integers(0, 256, 3))
+        cv2.circle(canvas, centre, int(rng.integers(8, 40)), colour, -1)
+    return np.clip(canvas, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("box_ltrb", "mirrored", "scale"), [
+    pytest.param((0.10, 0.10, 0.10, 0.10), False, 1.0, id="10%-every-side"),
+    pytest.param((0.10, 0.0, 0.0, 0.10), False, 0.6, id="10%-left-bottom-resized"),
+    pytest.param((0.0, 0.07, 0.10, 0.02), True, 1.3, id="uneven-mirrored-enlarged"),
+    pytest.param((0.05, 0.05, 0.05, 0.05), True, 0.5, id="5%-mirrored-halved"),
+])
+def test_cropped_copy_is_found_and_another_view_of_the_scene_is_not(tmp_path, box_ltrb, mirrored, scale):
+    scene = _photo(40, (360, 480))  # the scene; the source and the other view are windows of it
+    source, other_view = scene[:240, :320], scene[120:, 160:]  # the other view is shifted by half a side
+    height, width = source.shape[:2]
+    left, top, right, bottom = box_ltrb
+    copy = source[round(top * height):height - round(bottom * height),
+                  round(left * width):width - round(right * width)]
+    copy = cv2.resize(copy, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    if mirrored:
+        copy = copy[:, ::-1]
+    images = [_record(tmp_path, 1, "train", "source.jpg", np.ascontiguousarray(source), quality=90),
+              _record(tmp_path, 2, "test", "copy.jpg", np.ascontiguousarray(copy), quality=60),
+              _record(tmp_path, 3, "test", "other_view.jpg", np.ascontiguousarray(other_view), quality=90)]
+    result = find_leaks(Dataset({}, images, []), workers=1)
+    assert result.pairs[["kind", "image_a", "image_b"]].values.tolist() == [
+        ["near-duplicate", "source.jpg", "copy.jpg"]]
+    assert result.pairs.distance.iloc[0] <= 10
+
+
+def test_a_crop_copy_is_missed_without_regional_hashes(tmp_path):
+    # near-miss for the test above: the whole-image hashes alone are too far apart for a 10 % crop
+    source = _photo(40)
+    copy = source[24:216, 32:288]
+    fps = [fingerprint_file(str(_record(tmp_path, k, "x", f"{k}.png", np.ascontiguousarray(im)).path))
+           for k, im in ((1, source), (2, copy))]
+    whole = int(popcount(np.array([fps[0].hashes[WHOLE] ^ fps[1].hashes[WHOLE]]))[0])
+    regional = int(popcount(fps[0].hashes[2:] ^ fps[1].hashes[WHOLE]).min())
+    assert whole > 10 >= regional
+
+
 def test_bad_arguments_are_refused_before_any_work(tmp_path):
     dataset = Dataset({}, [ImageRecord(1, "a.png", 1, 1, "train", path=tmp_path / "a.png")], [])
     with pytest.raises(UsageError, match=r"group_regex '\(' is not a valid regular expression"):
@@ -166,7 +219,9 @@ def test_fingerprint_of_a_jpeg_uses_draft_and_survives_a_missing_path(tmp_path):
     path = tmp_path / "big.jpg"
     Image.fromarray(_scene(3, (1200, 1600))).save(path, quality=90)
     fp = fingerprint_file(str(path))
-    assert fp.ok and fp.hashes.dtype == np.uint64 and fp.thumbs.shape == (2, 32, 32)
+    assert fp.ok and fp.hashes.shape == (len(REGIONS),) and fp.hashes.dtype == np.uint64
+    assert fp.thumb.shape == (32, 32) and fp.thumb.dtype == np.uint8
+    assert fp.hashes[MIRRORED] == region_hashes(np.asarray(Image.open(path).convert("L"))[:, ::-1])[WHOLE]
     assert fingerprint_file(None).error == "the record names no image file"
 
 
@@ -248,6 +303,22 @@ def test_damaged_cache_is_ignored_and_rewritten(clean_copy):
     assert (result.hashed, result.cache_writable) == (60, True)
 
 
+def test_cache_of_another_version_is_recomputed(clean_copy):
+    cache_dir = clean_copy / ".segdata-cache"
+    dataset = coco.read(clean_copy)
+    find_leaks(dataset, cache_dir=cache_dir, workers=1)
+    with np.load(cache_dir / FingerprintCache.FILE) as stored:
+        arrays = dict(stored)
+    assert int(arrays["version"]) == CACHE_VERSION
+    arrays["version"] = np.array(CACHE_VERSION - 1)
+    np.savez(cache_dir / FingerprintCache.FILE, **arrays)
+    assert find_leaks(dataset, cache_dir=cache_dir, workers=1).hashed == 60
+    del arrays["version"]  # a cache from before versioning: the old layout
+    np.savez(cache_dir / FingerprintCache.FILE, **arrays)
+    assert find_leaks(dataset, cache_dir=cache_dir, workers=1).hashed == 60
+    assert find_leaks(dataset, cache_dir=cache_dir, workers=1).hashed == 0
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 
 
@@ -271,6 +342,56 @@ def test_cli_dirty_sample_exits_1_and_lists_the_pairs_as_json(samples_dir, tmp_p
     assert "scene_0064" in again.stdout
 
 
+def test_cli_splits_from_separate_paths_find_the_same_pairs(samples_dir, tmp_path):
+    annotations = Path(shutil.copytree(samples_dir / "coco-dirty", tmp_path / "dirty")) / "annotations"
+    # two PATHs (each keeps the split its file names) and one --split NAME=PATH (the split it is given)
+    done = run_segdata("leakage", annotations / "instances_train.json", annotations / "instances_val.json",
+                       "--split", f"holdout={annotations / 'instances_test.json'}", "--json",
+                       "--workers", "1")
+    assert done.returncode == 1, done.stderr
+    result = json.loads(done.stdout)
+    assert [(p["kind"], p["split_a"], p["image_a"], p["split_b"], p["image_b"]) for p in result["pairs"]] == [
+        ("exact-file", "train", "scene_0018.jpg", "val", "scene_0064.jpg"),
+        ("near-duplicate", "train", "scene_0002.jpg", "holdout", "scene_0061.jpg"),
+        ("near-duplicate", "train", "scene_0005.jpg", "val", "scene_0062.jpg"),
+        ("near-duplicate", "train", "scene_0014.jpg", "holdout", "scene_0063.jpg"),
+    ]
+    assert result["summary"]["images"] == 64
+    assert (annotations / ".segdata-cache" / "fingerprints.npz").is_file()  # beside the first PATH
+    twice = run_segdata("leakage", annotations / "instances_train.json", annotations / "instances_train.json")
+    assert twice.returncode == 2
+    assert twice.stderr.startswith("segdata: error: split 'train' comes from both")
+    bad = run_segdata("leakage", annotations / "instances_train.json", "--split", "val")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("segdata: error: --split expects NAME=PATH, found 'val'")
+
+
+def test_cli_preview_draws_each_leaked_pair_side_by_side(samples_dir, tmp_path):
+    dirty = shutil.copytree(samples_dir / "coco-dirty", tmp_path / "dirty")
+    sheet_path = tmp_path / "sheets" / "leaks.png"
+    done = run_segdata("leakage", dirty, "--preview", sheet_path, "--json", "--workers", "1")
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["preview"] == {"path": str(sheet_path), "rows": 4, "left_out": 0}
+    with Image.open(sheet_path) as opened:
+        assert opened.format == "PNG"
+        sheet = np.asarray(opened.convert("L")).astype(float)
+    assert sheet.shape[::-1] == sheet_size_wh(4)
+
+    def cell(row: int, side: int) -> np.ndarray:
+        left, top, right, bottom = cell_box_ltrb(row, side)
+        return sheet[top:bottom, left:right]
+
+    for row in range(4):
+        assert cell(row, 0).std() > 20 and cell(row, 1).std() > 20  # pictures, not blank cells
+        similarity = np.corrcoef(cell(row, 0).ravel(), cell(row, 1).ravel())[0, 1]
+        assert similarity > 0.9, (row, similarity)  # each row is a pair of copies
+    assert np.array_equal(cell(0, 0), cell(0, 1))  # row 0: the exact-file pair (strongest first)
+    assert np.corrcoef(cell(0, 0).ravel(), cell(1, 0).ravel())[0, 1] < 0.9  # rows show different pictures
+    shown = run_segdata("leakage", dirty, "--preview", tmp_path / "again.png", "--workers", "1")
+    assert "contact sheet of 4 leaked pair(s) written to" in shown.stdout
+    assert (tmp_path / "again.png").read_bytes() == sheet_path.read_bytes()  # deterministic
+
+
 def test_cli_clean_sample_exits_0(clean_copy):
     done = run_segdata("leakage", clean_copy, "--no-mirror", "--max-distance", "12",
                        "--group-regex", r"scene_(\d+)")
@@ -291,6 +412,25 @@ def test_cli_same_name_is_a_warning_for_fail_on(tmp_path):
     warned = run_segdata("leakage", root, "--fail-on", "warning", "--workers", "1")
     assert warned.returncode == 1, warned.stderr
     assert "same-name" in warned.stdout
+
+
+def test_cli_unreadable_images_are_findings_and_the_check_goes_on(clean_copy):
+    images = clean_copy / "images"
+    truncated, garbage, missing = images / "val" / "scene_0041.jpg", images / "test" / "scene_0051.jpg", \
+        images / "test" / "scene_0052.jpg"
+    truncated.write_bytes(truncated.read_bytes()[:400])
+    garbage.write_bytes(b"this is not an image\n" * 20)
+    missing.unlink()
+    shutil.copy(images / "train" / "scene_0001.jpg", images / "val" / "scene_0042.jpg")  # a real leak as well
+    done = run_segdata("leakage", clean_copy, "--json", "--workers", "1")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    result = json.loads(done.stdout)
+    unreadable = {(f["split"], f["image_id"]) for f in result["findings"] if f["code"] == "file-unreadable"}
+    assert unreadable == {("val", 41), ("test", 51), ("test", 52)}
+    assert result["summary"]["unreadable"] == 3
+    assert [(p["kind"], p["image_a"], p["image_b"]) for p in result["pairs"]] == [
+        ("exact-file", "scene_0001.jpg", "scene_0042.jpg")]
 
 
 def test_cli_bad_regex_is_one_error_line_and_exit_2(clean_copy):
@@ -341,11 +481,16 @@ def test_resolve_leaks_gives_a_moved_image_a_free_id(tmp_path):
         resolve_leaks(dataset, find_leaks(dataset, workers=1), "keep")
 
 
-def test_cli_fix_writes_a_dataset_without_leaks_and_preview_writes_nothing(samples_dir, tmp_path):
+def test_cli_fix_writes_a_dataset_without_leaks_and_dry_run_writes_nothing(samples_dir, tmp_path):
     dirty = shutil.copytree(samples_dir / "coco-dirty", tmp_path / "dirty")
-    preview = run_segdata("leakage", dirty, "--preview", "--resolve", "drop-from-eval", "--workers", "1")
-    assert preview.returncode == 1, preview.stderr
-    assert "preview (nothing written): drop-from-eval, 4 image(s) changed" in preview.stdout
+    def files() -> list[Path]:
+        return sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if ".segdata-cache" not in p.parts)
+
+    before = files()
+    dry = run_segdata("leakage", dirty, "--dry-run", "--resolve", "drop-from-eval", "--workers", "1")
+    assert dry.returncode == 1, dry.stderr
+    assert "preview (nothing written): drop-from-eval, 4 image(s) changed" in dry.stdout
+    assert files() == before
     out = tmp_path / "unleaked"
     done = run_segdata("leakage", dirty, "--fix", out, "--json", "--workers", "1")
     assert done.returncode == 1, done.stderr  # the findings are about the input
