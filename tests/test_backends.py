@@ -102,3 +102,27 @@ def test_cli_scheduler_option_gives_the_same_output(samples_dir, tmp_path):
         outputs.append((_tree_digest(out), json.loads(done.stdout)))
     assert outputs[0] == outputs[1]
 
+
+
+def test_leakage(backend_runner, samples_dir):
+    from segdata.validators.leakage import find_leaks
+
+    dirty = converters.read(samples_dir / "coco-dirty")
+
+    def job(workers):
+        return find_leaks(dirty, workers=workers).to_dict()
+
+    serial, processes, dask = _outputs(backend_runner, job)
+    assert serial["pairs"] and serial == processes == dask
+
+
+def test_report(backend_runner, samples_dir):
+    from segdata.health import check_health
+
+    dirty = converters.read(samples_dir / "coco-dirty")
+
+    def job(workers):
+        return check_health(dirty, workers=workers).to_dict()
+
+    serial, processes, dask = _outputs(backend_runner, job)
+    assert serial["verdict"] and serial == processes == dask

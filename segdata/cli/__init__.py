@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from segdata import __version__
-from segdata.cli import convert, evaluate, info, leakage, semantic, split, stats, validate
+from segdata.cli import convert, evaluate, info, leakage, report, semantic, split, stats, validate
 from segdata.errors import SegdataError
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ app.command("evaluate")(evaluate.evaluate)
 app.command("leakage")(leakage.leakage)
 app.command("split")(split.split)
 app.command("stats")(stats.stats)
+app.command("report")(report.report)
 
 _debug = False
 
