@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from segdata import converters
-from segdata.cli._options import Json
+from segdata.cli._options import Json, Workers
 from segdata.io import read_json
 from segdata.metrics import evaluate_instances, evaluate_panoptic, evaluate_semantic
 from segdata.report import render_evaluation, write_json
@@ -48,6 +48,7 @@ def evaluate(
         "--strict", help="Exit 1 when an input triggers a quirk of the reference implementation (GT id 0, bbox "
                          "in segm results, stored area ≠ mask area, ignore overwritten by iscrowd, values "
                          "out of range).")] = False,
+    workers: Workers = None,
 ) -> None:
     """Score predictions: mIoU and friends, COCO mask AP/AR (as pycocotools), or PQ (as panopticapi).
 
@@ -65,7 +66,7 @@ def evaluate(
         options = {} if ignore_index is None else {"ignore_index": ignore_index}
         result = evaluate_semantic(gt, pred, absent_classes=absent_classes.value, **options)
     else:
-        result = evaluate_panoptic(gt, pred)
+        result = evaluate_panoptic(gt, pred, workers=workers)
     output = result.to_dict()
     output["quirks"] = result.quirks
     if json:

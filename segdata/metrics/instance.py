@@ -1,11 +1,10 @@
 """COCO mask AP/AR, identical to pycocotools ``COCOeval(iouType="segm")``.
 
-The IoU of every (image, category) pair comes from pycocotools' C code
-(``maskUtils.iou``, crowd GT scored as intersection over detection area), as
-in COCOeval.  What COCOeval does in Python loops is done here with NumPy:
-the greedy matching runs once per detection for all 4 area ranges and all 10
-IoU thresholds at the same time, and the accumulation works on one array per
-category.  Every quirk of the reference is kept, because numbers that differ
+The IoUs come from pycocotools' C code (``maskUtils.iou``, crowd GT scored
+as intersection over detection area), as in COCOeval.  What COCOeval does in
+Python loops per (image, category, area range, threshold, detection, GT) is
+done in :mod:`segdata.metrics._cocoeval` with NumPy over the whole dataset at
+once.  Every quirk of the reference is kept, because numbers that differ
 from a paper's are worse than numbers with a known bias:
 
 - detections are ordered by ``-score`` with a stable sort, ties keep input
@@ -33,16 +32,26 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from segdata.errors import EvaluationError, UsageError
+from segdata.metrics._cocoeval import (
+    AREA_RANGES,
+    IOU_THRESHOLDS,
+    MAX_DETS,
+    RECALL_THRESHOLDS,
+    Table,
+    accumulate,
+    candidate_pairs,
+    match,
+    out_of_range,
+    rank_detections,
+    true_false_positives,
+)
 from segdata.model import Dataset
 
-IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
-RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
-MAX_DETS = (1, 10, 100)
-AREA_RANGES = (("all", 0.0, 1e10), ("small", 0.0, 32.0**2), ("medium", 32.0**2, 96.0**2),
-               ("large", 96.0**2, 1e10))
+__all__ = ["AREA_RANGES", "IOU_THRESHOLDS", "MAX_DETS", "RECALL_THRESHOLDS", "STAT_NAMES", "InstanceResult",
+           "evaluate_instances"]
+
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-_THRESHOLD_ROWS = np.tile(np.minimum(IOU_THRESHOLDS, 1 - 1e-10), len(AREA_RANGES))  # row = area * T + t
-_T, _A = len(IOU_THRESHOLDS), len(AREA_RANGES)
+_AREA_CHUNK = 255  # pycocotools' area() overflows a uint8 shape array under NumPy 2 beyond 255 masks
 
 
 @dataclass
@@ -73,155 +82,96 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
-def _gt_tables(gt: Dataset, quirks: dict[str, list[Any]]):
-    ids = [image.id for image in gt.images]
-    if len(set(ids)) != len(ids):
-        raise UsageError("image ids repeat across splits or records; evaluate one split's file at a time",
-                         record=f"image {sorted({i for i in ids if ids.count(i) > 1})[0]}")
-    sizes = {image.id: (image.height, image.width) for image in gt.images}
-    gts: dict[tuple[int, int], list] = defaultdict(list)
+def _areas(rles: list) -> np.ndarray:
+    if not rles:
+        return np.zeros(0)
+    return np.concatenate([mask_utils.area(rles[i:i + _AREA_CHUNK]) for i in range(0, len(rles), _AREA_CHUNK)]
+                          ).astype(float)
+
+
+def _gt_table(gt: Dataset, image_index: dict, category_index: dict, quirks: dict) -> Table:
+    image, category, ids, crowd, rles, stored = [], [], [], [], [], []
     for ann in gt.annotations:
-        if ann.image_id not in sizes or ann.category_id not in gt.categories:
+        if ann.image_id not in image_index or ann.category_id not in category_index:
             continue  # COCOeval never sees them either
         if ann.mask is None:
             raise EvaluationError(f"annotation has no usable mask ({ann.defect}); run `segdata validate`",
                                   record=f"annotation {ann.id} (image {ann.image_id})")
-        stored = ann.attributes.get("area")
-        area = float(ann.mask.area) if stored is None else float(stored)
-        if stored is None:
-            quirks["gt_area_missing"].append(ann.id)
-        elif stored != ann.mask.area:
-            quirks["gt_area_differs"].append(ann.id)
         if ann.id == 0:
             quirks["gt_annotation_id_zero"].append(ann.id)
         user_ignore = ann.attributes.get("ignore")
         if user_ignore is not None and bool(user_ignore) != ann.iscrowd:
             quirks["gt_ignore_overwritten"].append(ann.id)
-        gts[(ann.image_id, ann.category_id)].append((ann.id, ann.mask.rle, area, int(ann.iscrowd)))
-    return sizes, gts
+        image.append(image_index[ann.image_id])
+        category.append(category_index[ann.category_id])
+        ids.append(ann.id)
+        crowd.append(bool(ann.iscrowd))
+        rles.append(ann.mask.rle)
+        stored.append(ann.attributes.get("area"))
+    mask_area = _areas(rles)
+    area = np.array([m if s is None else float(s) for s, m in zip(stored, mask_area.tolist())], dtype=float)
+    for ann_id, s, m in zip(ids, stored, mask_area.tolist()):
+        if s is None:
+            quirks["gt_area_missing"].append(ann_id)
+        elif s != m:
+            quirks["gt_area_differs"].append(ann_id)
+    return Table(np.array(image, np.int64), np.array(category, np.int64), area, np.array(ids, np.int64),
+                 np.array(crowd, bool), rles)
 
 
-def _dt_tables(results: list, sizes: dict, categories: dict, path: str | None, quirks):
+def _dt_table(results: list, sizes: dict, image_index: dict, category_index: dict, path: str | None,
+              quirks: dict) -> tuple[Table, np.ndarray]:
+    """The results of known categories as a table, and the count of results per category."""
     if not isinstance(results, list):
         raise EvaluationError(f"expected a JSON list of results, found {type(results).__name__}", path=path)
     use_bbox = bool(results) and isinstance(results[0], dict) and results[0].get("bbox") not in (None, [])
-    rles, keys, scores = [], [], []
+    image, category, score, rles, boxes = [], [], [], [], []
     for index, raw in enumerate(results):
-        where = f"result {index}"
-        if not isinstance(raw, dict) or not {"image_id", "category_id", "segmentation", "score"} <= raw.keys():
-            raise EvaluationError("expected an object with image_id, category_id, segmentation, score",
-                                  path=path, record=where)
-        image_id = raw["image_id"]
-        where = f"result {index} (image {image_id})"
-        if image_id not in sizes:
-            raise EvaluationError("image is not in the ground truth", path=path, record=where)
-        segm = raw["segmentation"]
+        try:
+            image_id, category_id, segm = raw["image_id"], raw["category_id"], raw["segmentation"]
+            value = float(raw["score"])
+        except (TypeError, KeyError, ValueError):
+            raise EvaluationError("expected an object with image_id, category_id, segmentation and a numeric "
+                                  "score", path=path, record=f"result {index}") from None
+        size = sizes.get(image_id)
+        if size is None:
+            raise EvaluationError("image is not in the ground truth", path=path,
+                                  record=f"result {index} (image {image_id})")
         if not isinstance(segm, dict) or "size" not in segm or "counts" not in segm:
             raise EvaluationError("segmentation must be an RLE dict with 'size' and 'counts'", path=path,
-                                  record=where)
-        height, width = sizes[image_id]
-        if list(segm["size"]) != [height, width]:
-            raise EvaluationError(f"RLE size {list(segm['size'])} differs from image size {[height, width]} "
-                                  "(height, width)", path=path, record=where)
-        if isinstance(segm["counts"], list):
-            segm = mask_utils.frPyObjects(segm, height, width)
-        elif isinstance(segm["counts"], str):
-            segm = {"size": segm["size"], "counts": segm["counts"].encode()}
-        if raw["category_id"] not in categories:
-            quirks["result_category_unknown"].append(index)
+                                  record=f"result {index} (image {image_id})")
+        if list(segm["size"]) != size:
+            raise EvaluationError(f"RLE size {list(segm['size'])} differs from image size {size} "
+                                  "(height, width)", path=path, record=f"result {index} (image {image_id})")
+        counts = segm["counts"]
+        if isinstance(counts, str):
+            segm = {"size": size, "counts": counts.encode()}
+        elif isinstance(counts, list):
+            segm = mask_utils.frPyObjects(segm, *size)
+        elif not isinstance(counts, bytes):
+            raise EvaluationError(f"RLE counts must be a string or a list, found {type(counts).__name__}",
+                                  path=path, record=f"result {index} (image {image_id})")
         if "bbox" in raw:
             quirks["result_has_bbox"].append(index)
+        k = category_index.get(category_id)
+        if k is None:
+            quirks["result_category_unknown"].append(index)
+            continue  # COCOeval only evaluates the GT's categories
+        if use_bbox:
+            try:
+                boxes.append(float(raw["bbox"][2] * raw["bbox"][3]))
+            except (KeyError, IndexError, TypeError) as err:
+                raise EvaluationError("the first result has a 'bbox', so COCOeval reads every result's area "
+                                      "from its bbox, but this one has none", path=path,
+                                      record=f"result {index} (image {image_id})") from err
+        image.append(image_index[image_id])
+        category.append(k)
+        score.append(value)
         rles.append(segm)
-        keys.append((image_id, raw["category_id"]))
-        scores.append(float(raw["score"]))
-    if use_bbox:
-        try:
-            areas = [float(raw["bbox"][2] * raw["bbox"][3]) for raw in results]
-        except (KeyError, IndexError, TypeError) as err:
-            raise EvaluationError("the first result has a 'bbox', so COCOeval reads every result's area from "
-                                  "its bbox, but this one has none", path=path) from err
-    else:
-        # pycocotools' area() overflows a uint8 shape array under NumPy 2 beyond 255 masks: go in chunks
-        areas = [float(a) for i in range(0, len(rles), 255) for a in mask_utils.area(rles[i:i + 255])]
-    dts: dict[tuple[int, int], list] = defaultdict(list)
-    for index, key in enumerate(keys):
-        dts[key].append((index + 1, rles[index], areas[index], scores[index]))
-    return dts
-
-
-def _evaluate_pair(gts: list, dts: list):
-    """Match one (image, category) for all area ranges and thresholds; COCOeval.evaluateImg, vectorised."""
-    order = np.argsort([-d[3] for d in dts], kind="mergesort")[: MAX_DETS[-1]]
-    dts = [dts[i] for i in order]
-    n_d, n_g = len(dts), len(gts)
-    g_area = np.array([g[2] for g in gts], dtype=float)
-    crowd = np.array([g[3] for g in gts], dtype=bool)
-    g_ids = np.array([g[0] for g in gts], dtype=float)
-    lo = np.array([a[1] for a in AREA_RANGES])[:, None]
-    hi = np.array([a[2] for a in AREA_RANGES])[:, None]
-    gt_ig = crowd[None, :] | (g_area[None, :] < lo) | (g_area[None, :] > hi)  # (A, G)
-    rows = _A * _T
-    dtm = np.zeros((rows, n_d))
-    dt_ig = np.zeros((rows, n_d), dtype=bool)
-    if n_d and n_g:
-        ious = np.asarray(mask_utils.iou([d[1] for d in dts], [g[1] for g in gts], crowd.astype(np.uint8).tolist()))
-        ig_rows = np.repeat(gt_ig, _T, axis=0)  # (rows, G)
-        gtm = np.zeros((rows, n_g), dtype=bool)
-        row_index = np.arange(rows)
-        for d in range(n_d):
-            iou = ious[d]
-            ok = (~gtm | crowd) & (iou >= _THRESHOLD_ROWS[:, None])
-            real, ignored = ok & ~ig_rows, ok & ig_rows
-            has_real, has_ignored = real.any(axis=1), ignored.any(axis=1)
-            # the scan keeps the last GT of the highest IoU (>=), real GT before ignored GT
-            pick_real = n_g - 1 - np.argmax(np.where(real, iou, -1.0)[:, ::-1], axis=1)
-            pick_ignored = n_g - 1 - np.argmax(np.where(ignored, iou, -1.0)[:, ::-1], axis=1)
-            pick = np.where(has_real, pick_real, pick_ignored)
-            hit = row_index[has_real | has_ignored]
-            if hit.size:
-                m = pick[hit]
-                dt_ig[hit, d] = ig_rows[hit, m]
-                dtm[hit, d] = g_ids[m]
-                gtm[hit, m] = True
-    d_area = np.array([d[2] for d in dts], dtype=float)
-    d_out = np.repeat((d_area[None, :] < lo) | (d_area[None, :] > hi), _T, axis=0)
-    dt_ig |= (dtm == 0) & d_out
-    return (np.array([d[3] for d in dts], dtype=float), dtm.reshape(_A, _T, n_d),
-            dt_ig.reshape(_A, _T, n_d), (~gt_ig).sum(axis=1))
-
-
-def _accumulate(cells: list, precision, recall, k: int) -> None:
-    """COCOeval.accumulate for category ``k``; ``cells`` are the evaluated images in ascending id order."""
-    npig = sum((c[3] for c in cells), np.zeros(_A, dtype=int))
-    scores = np.concatenate([c[0] for c in cells])
-    rank = np.concatenate([np.arange(len(c[0])) for c in cells])
-    dtm = np.concatenate([c[1] for c in cells], axis=2)
-    dt_ig = np.concatenate([c[2] for c in cells], axis=2)
-    for m, max_det in enumerate(MAX_DETS):
-        keep = rank < max_det
-        order = np.argsort(-scores[keep], kind="mergesort")
-        matched = dtm[:, :, keep][:, :, order]
-        ignored = dt_ig[:, :, keep][:, :, order]
-        tp_sum = np.cumsum(np.logical_and(matched, ~ignored), axis=2).astype(dtype=float)
-        fp_sum = np.cumsum(np.logical_and(np.logical_not(matched), ~ignored), axis=2).astype(dtype=float)
-        n_d = tp_sum.shape[2]
-        for a in range(_A):
-            if npig[a] == 0:
-                continue
-            tp, fp = tp_sum[a], fp_sum[a]
-            rc = tp / npig[a]
-            pr = tp / (fp + tp + np.spacing(1))
-            recall[:, k, a, m] = rc[:, -1] if n_d else 0
-            if not n_d:
-                precision[:, :, k, a, m] = 0
-                continue
-            pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
-            for t in range(_T):
-                inds = np.searchsorted(rc[t], RECALL_THRESHOLDS, side="left")
-                q = np.zeros(len(RECALL_THRESHOLDS))
-                valid = inds < n_d
-                q[valid] = pr[t, inds[valid]]
-                precision[t, :, k, a, m] = q
+    area = np.array(boxes, dtype=float) if use_bbox else _areas(rles)
+    table = Table(np.array(image, np.int64), np.array(category, np.int64), area, np.array(score, float),
+                  np.zeros(len(rles), bool), rles)
+    return table, np.bincount(table.category, minlength=len(category_index))
 
 
 def _summarize(precision, recall) -> dict[str, float]:
@@ -268,7 +218,7 @@ def evaluate_instances(gt: Dataset, results: list[dict], *, score_threshold: flo
     ------
     EvaluationError
         A result names an unknown image, its RLE size differs from the
-        image's, or a GT annotation has no mask.
+        image's, it lacks a field, or a GT annotation has no mask.
     UsageError
         Image ids repeat in ``gt``.
 
@@ -287,28 +237,40 @@ def evaluate_instances(gt: Dataset, results: list[dict], *, score_threshold: flo
     (1.0, -1.0)
     """
     path = None if results_path is None else str(results_path)
+    ids = [image.id for image in gt.images]
+    if len(set(ids)) != len(ids):
+        raise UsageError("image ids repeat across splits or records; evaluate one split's file at a time",
+                         record=f"image {min(i for i in ids if ids.count(i) > 1)}")
     quirks: dict[str, list[Any]] = defaultdict(list)
-    sizes, gts = _gt_tables(gt, quirks)
-    dts = _dt_tables(results, sizes, gt.categories, path, quirks)
+    sizes = {image.id: [image.height, image.width] for image in gt.images}
+    image_index = {image_id: i for i, image_id in enumerate(sorted(sizes))}
     cat_ids = sorted(gt.categories)
-    img_ids = sorted(sizes)
-    n_r = len(RECALL_THRESHOLDS)
-    precision = -np.ones((_T, n_r, len(cat_ids), _A, len(MAX_DETS)))
-    recall = -np.ones((_T, len(cat_ids), _A, len(MAX_DETS)))
+    category_index = {cat_id: k for k, cat_id in enumerate(cat_ids)}
+    gt_table = _gt_table(gt, image_index, category_index, quirks)
+    dt_all, predictions = _dt_table(results, sizes, image_index, category_index, path, quirks)
+
+    kept, rank = rank_detections(dt_all)
+    dt = Table(dt_all.image[kept], dt_all.category[kept], dt_all.area[kept], dt_all.value[kept],
+               dt_all.crowd[kept], [dt_all.rles[i] for i in kept.tolist()])
+    gt_ignore = gt_table.crowd[None, :] | out_of_range(gt_table.area)  # (A, G)
+    pairs = candidate_pairs(gt_table, dt)
+    matched = match(gt_table, rank, pairs, gt_ignore, len(kept))
+    tp, fp = true_false_positives(gt_table, dt, matched, gt_ignore)
+    npig = np.stack([np.bincount(gt_table.category[~ignored], minlength=len(cat_ids)) for ignored in gt_ignore],
+                    axis=1)  # (K, A)
+    precision, recall = accumulate(dt, rank, tp, fp, npig)
+
+    above = dt.value >= score_threshold  # TP/FP at IoU 0.5, all areas (row 0), top 100 per cell
+    class_tp = np.bincount(dt.category[tp[0] & above], minlength=len(cat_ids))
+    class_fp = np.bincount(dt.category[fp[0] & above], minlength=len(cat_ids))
     per_class, totals = [], {"gt_instances": 0, "predictions": 0, "tp": 0, "fp": 0, "fn": 0}
     for k, cat_id in enumerate(cat_ids):
-        cells = []
-        for img_id in img_ids:
-            g, d = gts.get((img_id, cat_id), []), dts.get((img_id, cat_id), [])
-            if g or d:
-                cells.append(_evaluate_pair(g, d))
-        if cells:
-            _accumulate(cells, precision, recall, k)
-        row = _class_counts(cells, score_threshold)
         s = precision[:, :, k, 0, -1]
+        n_gt, n_tp, n_fp = int(npig[k, 0]), int(class_tp[k]), int(class_fp[k])
         row = {"category_id": cat_id, "name": gt.categories[cat_id].name,
-               "ap": float(np.mean(s[s > -1])) if (s > -1).any() else None, **row,
-               "predictions": sum(len(v) for (_, c), v in dts.items() if c == cat_id)}
+               "ap": float(np.mean(s[s > -1])) if (s > -1).any() else None, "gt_instances": n_gt, "tp": n_tp,
+               "fp": n_fp, "fn": n_gt - n_tp, "precision": _ratio(n_tp, n_tp + n_fp), "recall": _ratio(n_tp, n_gt),
+               "predictions": int(predictions[k])}
         per_class.append(row)
         for key in totals:
             totals[key] += row[key]
@@ -316,14 +278,3 @@ def evaluate_instances(gt: Dataset, results: list[dict], *, score_threshold: flo
     totals["recall"] = _ratio(totals["tp"], totals["gt_instances"])
     return InstanceResult(_summarize(precision, recall), per_class, totals,
                           {key: quirks[key] for key in sorted(quirks)}, score_threshold, precision, recall)
-
-
-def _class_counts(cells: list, score_threshold: float) -> dict[str, Any]:
-    gt_count = tp = fp = 0
-    for scores, dtm, dt_ig, npig in cells:
-        above = scores >= score_threshold
-        gt_count += int(npig[0])
-        tp += int(np.count_nonzero((dtm[0, 0] != 0) & ~dt_ig[0, 0] & above))
-        fp += int(np.count_nonzero((dtm[0, 0] == 0) & ~dt_ig[0, 0] & above))
-    return {"gt_instances": gt_count, "tp": tp, "fp": fp, "fn": gt_count - tp,
-            "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, gt_count)}

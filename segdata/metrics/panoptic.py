@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from segdata.errors import EvaluationError, FormatError, ReadError
 from segdata.io import read_json
+from segdata.parallel import map_images
 
 OFFSET = 256 * 256 * 256
 VOID = 0
@@ -52,24 +52,35 @@ class PanopticResult:
         return {"task": "panoptic", "summary": self.summary, "per_class": self.per_class}
 
 
-def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
-    """Segment ids of an (H, W, 3) uint8 image: ``R + 256 G + 256² B``.
+def _read_rgba(path: Path) -> np.ndarray:
+    """An RGB panoptic PNG as (H, W) uint32 ``R + 256 G + 256² B + 255·256³`` (palette and RGBA read as RGB)."""
+    import cv2  # here, not at the top: loading the CLI must not load OpenCV
 
-    Examples
-    --------
-    >>> int(rgb_to_id(np.array([[[1, 2, 3]]], dtype=np.uint8))[0, 0])
-    197121
-    """
-    rgb = rgb.astype(np.uint32)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
-
-
-def _read_ids(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as image:
-            return rgb_to_id(np.asarray(image.convert("RGB")))
+        data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
-        raise ReadError(f"cannot read panoptic PNG ({err})", path=path) from err
+        raise ReadError(f"cannot read panoptic PNG ({err.strerror or err})", path=path) from err
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise ReadError("cannot decode panoptic PNG", path=path)
+    # RGBA bytes read as a little-endian uint32: the id plus a constant alpha byte on top
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA).view("<u4")[..., 0]
+
+
+def _runs(gt_rgba: np.ndarray, pred_rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(GT id, predicted id, pixel count) of each run of equal pairs in raster order.
+
+    Segments are large, so there are a few thousand runs instead of ~10⁵
+    pixels: everything after this works on runs.
+    """
+    gt_flat, pred_flat = gt_rgba.ravel(), pred_rgba.ravel()
+    change = np.empty(gt_flat.size, dtype=bool)
+    change[0] = True
+    np.not_equal(gt_flat[1:], gt_flat[:-1], out=change[1:])
+    change[1:] |= pred_flat[1:] != pred_flat[:-1]
+    starts = np.flatnonzero(change)
+    lengths = np.diff(np.append(starts, gt_flat.size))
+    return (gt_flat[starts] & 0xFFFFFF).astype(np.int64), (pred_flat[starts] & 0xFFFFFF).astype(np.int64), lengths
 
 
 def _load(json_path: Path) -> dict:
@@ -79,67 +90,87 @@ def _load(json_path: Path) -> dict:
     return data
 
 
-def _pair_stats(gt_ann: dict, pred_ann: dict, gt_dir: Path, pred_dir: Path, categories: dict, stats: dict) -> None:
+def _dense(ids: np.ndarray, labels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each pixel's id in sorted ``labels`` (VOID included), ``len(labels)`` for an id not there."""
+    table = np.array(sorted(set(labels) | {VOID}), dtype=np.int64)
+    index = np.searchsorted(table, ids)
+    index[table[np.minimum(index, len(table) - 1)] != ids] = len(table)
+    return table, index
+
+
+def _image_stats(item: tuple) -> tuple[list, list, list]:
+    """One image's TPs (category, IoU) in panopticapi's order, its FN and FP categories.
+
+    The pair histogram is one ``bincount`` over dense segment indices;
+    panopticapi's ``np.unique`` over 64-bit pair codes gives the same counts
+    in the same (GT id, predicted id) order.
+    """
+    gt_ann, pred_ann, gt_dir, pred_dir, categories = item
     image_id = gt_ann["image_id"]
     where = f"image {image_id}"
-    gt_ids = _read_ids(gt_dir / gt_ann["file_name"])
+    gt_rgba = _read_rgba(gt_dir / gt_ann["file_name"])
     pred_path = pred_dir / pred_ann["file_name"]
-    pred_ids = _read_ids(pred_path)
-    if gt_ids.shape != pred_ids.shape:
-        raise EvaluationError(f"panoptic PNG is {pred_ids.shape[0]}x{pred_ids.shape[1]} (height x width), the GT "
-                              f"PNG is {gt_ids.shape[0]}x{gt_ids.shape[1]}", path=pred_path, record=where)
-    gt_segms = {s["id"]: dict(s) for s in gt_ann["segments_info"]}
-    pred_segms = {s["id"]: dict(s) for s in pred_ann["segments_info"]}
-    labels, counts = np.unique(pred_ids, return_counts=True)
-    unseen = set(pred_segms)
-    for label, count in zip(labels.tolist(), counts.tolist()):
-        if label not in pred_segms:
-            if label == VOID:
-                continue
-            raise EvaluationError(f"segment {label} is in the PNG but not in segments_info", path=pred_path,
-                                  record=where)
-        pred_segms[label]["area"] = count
-        unseen.discard(label)
-        if pred_segms[label]["category_id"] not in categories:
-            raise EvaluationError(f"segment {label} has category {pred_segms[label]['category_id']}, which is not "
-                                  "in the GT categories", path=pred_path, record=where)
-    if unseen:
-        raise EvaluationError(f"segments {sorted(unseen)} are in segments_info but not in the PNG", path=pred_path,
+    pred_rgba = _read_rgba(pred_path)
+    if gt_rgba.shape != pred_rgba.shape:
+        raise EvaluationError(f"panoptic PNG is {pred_rgba.shape[0]}x{pred_rgba.shape[1]} (height x width), the "
+                              f"GT PNG is {gt_rgba.shape[0]}x{gt_rgba.shape[1]}", path=pred_path, record=where)
+    gt_ids, pred_ids, lengths = _runs(gt_rgba, pred_rgba)
+    gt_segms = {s["id"]: s for s in gt_ann["segments_info"]}
+    pred_segms = {s["id"]: s for s in pred_ann["segments_info"]}
+    gt_table, gt_index = _dense(gt_ids, list(gt_segms))
+    pred_table, pred_index = _dense(pred_ids, list(pred_segms))
+    n_pred = len(pred_table) + 1  # the last column: ids missing from segments_info
+    overlap = np.bincount(gt_index * n_pred + pred_index, weights=lengths,
+                          minlength=(len(gt_table) + 1) * n_pred).astype(np.int64).reshape(len(gt_table) + 1, n_pred)
+    pred_area = overlap.sum(axis=0)
+    if pred_area[-1]:
+        unknown = int(np.min(pred_ids[pred_index == len(pred_table)]))
+        raise EvaluationError(f"segment {unknown} is in the PNG but not in segments_info", path=pred_path,
                               record=where)
-    pairs, inter = np.unique(gt_ids.astype(np.uint64) * OFFSET + pred_ids.astype(np.uint64), return_counts=True)
-    overlap = {(int(p // OFFSET), int(p % OFFSET)): int(n) for p, n in zip(pairs.tolist(), inter.tolist())}
-    gt_matched, pred_matched = set(), set()
-    for (gt_label, pred_label), intersection in overlap.items():
+    pred_column = {int(label): j for j, label in enumerate(pred_table.tolist())}
+    for label, segment in pred_segms.items():
+        if segment["category_id"] not in categories and pred_area[pred_column[label]]:
+            raise EvaluationError(f"segment {label} has category {segment['category_id']}, which is not in the "
+                                  "GT categories", path=pred_path, record=where)
+    unseen = sorted(label for label in pred_segms if not pred_area[pred_column[label]])
+    if unseen:
+        raise EvaluationError(f"segments {unseen} are in segments_info but not in the PNG", path=pred_path,
+                              record=where)
+    void = overlap[0]  # GT VOID (id 0 sorts first) under each prediction
+    tps, gt_matched, pred_matched = [], set(), set()
+    for row, column in zip(*np.nonzero(overlap[:-1, :-1])):  # ascending (GT id, predicted id)
+        gt_label, pred_label = int(gt_table[row]), int(pred_table[column])
         if gt_label not in gt_segms or pred_label not in pred_segms:
             continue
         g, p = gt_segms[gt_label], pred_segms[pred_label]
         if g.get("iscrowd", 0) == 1 or g["category_id"] != p["category_id"]:
             continue
-        area = g["area"] if "area" in g else int(np.count_nonzero(gt_ids == gt_label))
-        union = p["area"] + area - intersection - overlap.get((VOID, pred_label), 0)
-        iou = intersection / union
+        intersection = overlap[row, column]
+        area = g["area"] if "area" in g else int(overlap[row].sum())
+        iou = intersection / (pred_area[column] + area - intersection - void[column])
         if iou > 0.5:
-            stats[g["category_id"]]["tp"] += 1
-            stats[g["category_id"]]["iou"] += iou
+            tps.append((g["category_id"], float(iou)))
             gt_matched.add(gt_label)
             pred_matched.add(pred_label)
-    crowd_by_category = {}
+    crowd_row, fns, fps = {}, [], []
     for gt_label, g in gt_segms.items():
         if gt_label in gt_matched:
             continue
         if g.get("iscrowd", 0) == 1:
-            crowd_by_category[g["category_id"]] = gt_label
+            crowd_row[g["category_id"]] = int(np.searchsorted(gt_table, gt_label))
             continue
-        stats[g["category_id"]]["fn"] += 1
+        fns.append(g["category_id"])
     for pred_label, p in pred_segms.items():
         if pred_label in pred_matched:
             continue
-        excused = overlap.get((VOID, pred_label), 0)
-        if p["category_id"] in crowd_by_category:
-            excused += overlap.get((crowd_by_category[p["category_id"]], pred_label), 0)
-        if excused / p["area"] > 0.5:
+        column = pred_column[pred_label]
+        excused = void[column]
+        if p["category_id"] in crowd_row:
+            excused += overlap[crowd_row[p["category_id"]], column]
+        if excused / pred_area[column] > 0.5:
             continue
-        stats[p["category_id"]]["fp"] += 1
+        fps.append(p["category_id"])
+    return tps, fns, fps
 
 
 def _average(categories: dict, stats: dict, isthing: bool | None):
@@ -161,7 +192,7 @@ def _average(categories: dict, stats: dict, isthing: bool | None):
 
 
 def evaluate_panoptic(gt_json_path: str | Path, pred_json_path: str | Path, *, gt_dir: str | Path | None = None,
-                      pred_dir: str | Path | None = None) -> PanopticResult:
+                      pred_dir: str | Path | None = None, workers: int | None = 1) -> PanopticResult:
     """Compute PQ/SQ/RQ of COCO panoptic predictions, as panopticapi does.
 
     Parameters
@@ -171,6 +202,10 @@ def evaluate_panoptic(gt_json_path: str | Path, pred_json_path: str | Path, *, g
     gt_dir, pred_dir : str or Path, optional
         Their PNG folders; by default the JSON path without ``.json``
         (panopticapi's convention).
+    workers : int, optional
+        Processes that read and compare PNGs (``segdata.parallel``; None:
+        all cores); the sums are made in image order whatever the count, so
+        the result is the same.
 
     Returns
     -------
@@ -191,6 +226,7 @@ def evaluate_panoptic(gt_json_path: str | Path, pred_json_path: str | Path, *, g
     categories = {c["id"]: c for c in gt.get("categories") or []}
     predictions = {a["image_id"]: a for a in pred["annotations"]}
     stats = {cat_id: {"tp": 0, "fp": 0, "fn": 0, "iou": 0.0} for cat_id in categories}
+    items = []
     for gt_ann in gt["annotations"]:
         pred_ann = predictions.get(gt_ann["image_id"])
         if pred_ann is None:
@@ -200,7 +236,16 @@ def evaluate_panoptic(gt_json_path: str | Path, pred_json_path: str | Path, *, g
             if segment["category_id"] not in categories:
                 raise EvaluationError(f"segment {segment['id']} has unknown category {segment['category_id']}",
                                       path=gt_json_path, record=f"image {gt_ann['image_id']}")
-        _pair_stats(gt_ann, pred_ann, gt_dir, pred_dir, categories, stats)
+        items.append((gt_ann, pred_ann, gt_dir, pred_dir, set(categories)))
+    # images in GT order, TPs in (GT id, predicted id) order: the float sums of one panopticapi process
+    for tps, fns, fps in map_images(_image_stats, items, workers=workers):
+        for category, iou in tps:
+            stats[category]["tp"] += 1
+            stats[category]["iou"] += iou
+        for category in fns:
+            stats[category]["fn"] += 1
+        for category in fps:
+            stats[category]["fp"] += 1
     summary = {name: _average(categories, stats, isthing)
                for name, isthing in (("all", None), ("things", True), ("stuff", False))}
     per_class = []

@@ -1,15 +1,18 @@
-"""PQ on hand-computed cases (panopticapi-lite pins numpy<2, so it cannot run beside segdata)."""
+"""PQ: parity with panopticapi on generated data, and hand-computed cases of each rule."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from segdata.errors import EvaluationError
+from segdata.errors import EvaluationError, ReadError
 from segdata.metrics.panoptic import evaluate_panoptic
+from tests.metrics.pangen import make_panoptic
 
 CATEGORIES = [{"id": 1, "name": "car", "isthing": 1}, {"id": 2, "name": "road", "isthing": 0}]
 
@@ -66,12 +69,102 @@ def test_gt_area_comes_from_json(tmp_path):
     assert evaluate_panoptic(gt, pred).per_class[0]["sq"] == pytest.approx(40 / 30)  # as panopticapi
 
 
+def test_png_sizes_must_agree(tmp_path):
+    gt = write(tmp_path, "gt", columns({1: (0, 10)}), [{"id": 1, "category_id": 1, "iscrowd": 0, "area": 40}])
+    pred = write(tmp_path, "pred", columns({5: (0, 10)}), [{"id": 5, "category_id": 1}])
+    Image.fromarray(np.zeros((3, 10, 3), np.uint8)).save(tmp_path / "pred" / "a.png")
+    with pytest.raises(EvaluationError, match=r"pred/a.png: image 1: panoptic PNG is 3x10 \(height x width\), the GT "
+                                              r"PNG is 4x10"):
+        evaluate_panoptic(gt, pred)
+
+
+def test_unreadable_png_is_a_read_error(tmp_path):
+    gt = write(tmp_path, "gt", columns({1: (0, 10)}), [{"id": 1, "category_id": 1, "iscrowd": 0, "area": 40}])
+    pred = write(tmp_path, "pred", columns({5: (0, 10)}), [{"id": 5, "category_id": 1}])
+    (tmp_path / "pred" / "a.png").write_bytes(b"not a png")
+    with pytest.raises(ReadError, match=r"pred/a.png: cannot decode panoptic PNG"):
+        evaluate_panoptic(gt, pred)
+    (tmp_path / "pred" / "a.png").unlink()
+    with pytest.raises(ReadError, match=r"pred/a.png: cannot read panoptic PNG"):
+        evaluate_panoptic(gt, pred)
+
+
 @pytest.mark.parametrize(("segments", "message"), [
     pytest.param([], r"pred/a.png: image 1: segment 5 is in the PNG but not in segments_info", id="png-only"),
     pytest.param([{"id": 5, "category_id": 9}], r"segment 5 has category 9", id="unknown-category"),
+    pytest.param([{"id": 5, "category_id": 1}, {"id": 6, "category_id": 1}],
+                 r"pred/a.png: image 1: segments \[6\] are in segments_info but not in the PNG", id="json-only"),
 ])
 def test_prediction_errors_name_file_and_image(tmp_path, segments, message):
     gt = write(tmp_path, "gt", columns({1: (0, 10)}), [{"id": 1, "category_id": 1, "iscrowd": 0, "area": 40}])
     pred = write(tmp_path, "pred", columns({5: (0, 10)}), segments)
     with pytest.raises(EvaluationError, match=message):
         evaluate_panoptic(gt, pred)
+
+
+# pq_compute never closes its multiprocessing.Pool; its __del__ then warns about a pool still running
+_POOL_LEFT_OPEN = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning",
+                                            "ignore:unclosed running multiprocessing pool:ResourceWarning")
+
+
+def _reference(evaluation, gt_json, pred_json):
+    """panopticapi's numbers, summed in one process (``pq_compute`` splits images over all cores)."""
+    gt, pred = json.loads(gt_json.read_text()), json.loads(pred_json.read_text())
+    categories = {c["id"]: c for c in gt["categories"]}
+    predictions = {a["image_id"]: a for a in pred["annotations"]}
+    pairs = [(a, predictions[a["image_id"]]) for a in gt["annotations"]]
+    with contextlib.redirect_stdout(io.StringIO()):
+        stat = evaluation.pq_compute_single_core(0, pairs, str(gt_json.with_suffix("")),
+                                                 str(pred_json.with_suffix("")), categories)
+    summary, per_class = {}, None
+    for name, isthing in (("all", None), ("things", True), ("stuff", False)):
+        try:
+            summary[name], per = stat.pq_average(categories, isthing=isthing)
+        except ZeroDivisionError:  # a subset without classes: segdata says None instead
+            summary[name] = None
+        per_class = per if name == "all" else per_class
+    return summary, per_class, stat
+
+
+def _assert_same(ours, summary, per_class, stat):
+    for name, row in summary.items():
+        expected = {"pq": None, "sq": None, "rq": None, "n": 0} if row is None else row
+        assert ours.summary[name] == expected, name
+    for row in ours.per_class:
+        counts = stat[row["category_id"]]
+        assert (row["tp"], row["fp"], row["fn"]) == (counts.tp, counts.fp, counts.fn), row
+        if counts.tp + counts.fp + counts.fn == 0:
+            assert (row["pq"], row["sq"], row["rq"]) == (None, None, None)
+        else:
+            assert {k: row[k] for k in ("pq", "sq", "rq")} == per_class[row["category_id"]], row
+
+
+@pytest.mark.parametrize("things_only", [pytest.param(False, id="things-and-stuff"),
+                                         pytest.param(True, id="things-only")])
+@pytest.mark.parametrize("seed", range(6))
+def test_parity_with_panopticapi(tmp_path, panopticapi_evaluation, seed, things_only):
+    gt_json, pred_json = make_panoptic(tmp_path, seed, things_only=things_only)
+    expected = _reference(panopticapi_evaluation, gt_json, pred_json)
+    assert sum(expected[2][c].tp for c in (1, 2, 3)) > 0 and sum(expected[2][c].fp for c in (1, 2, 3, 4)) > 0
+    _assert_same(evaluate_panoptic(gt_json, pred_json), *expected)
+
+
+@_POOL_LEFT_OPEN
+def test_parity_with_pq_compute_in_worker_processes(tmp_path, panopticapi_evaluation):
+    """The public entry point, several processes on both sides; sums may then differ in the last bit."""
+    gt_json, pred_json = make_panoptic(tmp_path, 7, n_images=12)
+    with contextlib.redirect_stdout(io.StringIO()):
+        expected = panopticapi_evaluation.pq_compute(str(gt_json), str(pred_json))
+    ours = evaluate_panoptic(gt_json, pred_json, workers=2)
+    for name, key in (("all", "All"), ("things", "Things"), ("stuff", "Stuff")):
+        for metric in ("pq", "sq", "rq"):
+            assert ours.summary[name][metric] == pytest.approx(expected[key][metric], rel=0, abs=1e-12)
+        assert ours.summary[name]["n"] == expected[key]["n"]
+
+
+@_POOL_LEFT_OPEN
+def test_things_only_is_none_where_panopticapi_divides_by_zero(tmp_path, panopticapi_evaluation):
+    gt_json, pred_json = make_panoptic(tmp_path, 3, things_only=True)
+    with contextlib.redirect_stdout(io.StringIO()), pytest.raises(ZeroDivisionError, match="division by zero"):
+        panopticapi_evaluation.pq_compute(str(gt_json), str(pred_json))
+    assert evaluate_panoptic(gt_json, pred_json).summary["stuff"] == {"pq": None, "sq": None, "rq": None, "n": 0}
