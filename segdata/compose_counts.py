@@ -90,7 +90,7 @@ def count_image(image: ImageRecord, annotations: Sequence[Annotation], config: C
         void = [image.void.rle] if image.void is not None else []
         return ImageCounts(visible, source_areas, _area(void) if void else 0, report.skipped_annotation_ids)
     values = np.array([value for value, _ann in usable])
-    rles = [ann.mask.rle for _v, ann in usable]
+    rles = [ann.mask.to_rle() for _v, ann in usable]
     areas = _coco_mask.area(rles).astype(np.int64)
     source_areas[values] = areas
     x, y, w, h = _coco_mask.toBbox(rles).T

@@ -92,6 +92,7 @@ def _check_size(size: object) -> tuple[int, int]:
 
 
 def _check_polygons(polygons: object) -> tuple[np.ndarray, tuple[int, ...]]:
+    """All rings in one array and where each ends, after checking every coordinate."""
     if not isinstance(polygons, list) or not polygons:
         raise MaskError("polygon list is empty", code="polygon-too-few-points")
     for index, ring in enumerate(polygons):
@@ -202,7 +203,7 @@ class Mask:
     def rle(self) -> dict:
         """Compressed COCO RLE, ``{"size": [h, w], "counts": bytes}``; computed once."""
         if self._rle is None:
-            self._rle = self._rle_uncached()
+            self._rle = self.to_rle()
         return self._rle
 
     @property
@@ -217,8 +218,8 @@ class Mask:
         """Decode to a ``(height, width)`` bool array."""
         return _coco_mask.decode(self.rle).view(bool)
 
-    def _rle_uncached(self) -> dict:
-        """The RLE without caching it on a polygon mask, so per-image jobs keep memory flat."""
+    def to_rle(self) -> dict:
+        """Compressed COCO RLE, computed anew for a polygon mask: per-image jobs keep memory flat."""
         if self._rle is not None:
             return self._rle
         parts = _coco_mask.frPyObjects(self.source_polygons, self.height, self.width)
@@ -259,27 +260,29 @@ class Mask:
         x0, y0, crop = self.to_crop()
         return bitmap_to_polygons(crop, tolerance=tolerance, offset_xy=(x0, y0))
 
-    # measures ---------------------------------------------------------------------
+    # measures (they leave a polygon mask's RLE uncached: a job that measures every mask of a dataset
+    # would otherwise keep every RLE) ------------------------------------------------------------------
 
     @property
     def area(self) -> int:
         """Pixel count, as pycocotools counts it."""
-        return int(_coco_mask.area(self.rle))
+        return int(_coco_mask.area(self.to_rle()))
 
     @property
     def bbox_xywh(self) -> tuple[float, float, float, float]:
         """Tight box ``(x, y, width, height)`` of the pixels, as pycocotools computes it."""
-        return tuple(float(v) for v in _coco_mask.toBbox(self.rle))
+        return tuple(float(v) for v in _coco_mask.toBbox(self.to_rle()))
 
     def iou(self, other: Mask) -> float:
         """Intersection over union with a mask of the same image (1.0 when both are empty)."""
         if self.shape_hw != other.shape_hw:
             raise MaskError(f"cannot compare a {self.shape_hw} mask with a {other.shape_hw} mask",
                             code="mask-shape")
-        union = int(_coco_mask.area(_coco_mask.merge([self.rle, other.rle], intersect=False)))
+        pair = [self.to_rle(), other.to_rle()]
+        union = int(_coco_mask.area(_coco_mask.merge(pair, intersect=False)))
         if union == 0:
             return 1.0
-        inter = int(_coco_mask.area(_coco_mask.merge([self.rle, other.rle], intersect=True)))
+        inter = int(_coco_mask.area(_coco_mask.merge(pair, intersect=True)))
         return inter / union
 
     def __repr__(self) -> str:
@@ -295,7 +298,7 @@ def crops(masks: list[Mask]) -> list[tuple[int, int, np.ndarray]]:
     """
     if not masks:
         return []
-    runs = _decode_valid_rle_strings([mask._rle_uncached()["counts"] for mask in masks])
+    runs = _decode_valid_rle_strings([mask.to_rle()["counts"] for mask in masks])
     lengths = np.fromiter(map(len, runs), np.int64, len(runs))
     runs = np.concatenate(runs)
     first = np.concatenate(([0], np.cumsum(lengths)[:-1]))
