@@ -14,9 +14,10 @@ palette PNGs for every image:
   (all cores), run through the CLI's own ``main`` in a fresh process.
 
 Each side runs in a fresh process; time is the whole job (read, convert,
-write); memory is the peak RSS of the process plus, for segdata, of its
-largest worker (a bound on the total is parent + workers × largest).  PNG
-counts are checked: every image must get both maps.
+write); memory is the peak of the summed PSS of the process and its workers,
+sampled every 50 ms (``_memory.py``: PSS shares a page between the processes
+that map it, so forked workers are not counted twice).  PNG counts are
+checked: every image must get both maps.
 
 Writes the ``## Convert (issue 4)`` section of ``benchmarks/RESULTS.md``.
 
@@ -38,7 +39,8 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from _results import write_section  # benchmarks/ is on sys.path when a script runs
+from _memory import run_measured  # benchmarks/ is on sys.path when a script runs
+from _results import write_section
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE / "data" / "synth_5k.json"
@@ -48,27 +50,24 @@ COMMAND = "python benchmarks/synth_coco.py && python benchmarks/bench_convert.py
 TARGET_SPEED, TARGET_RSS = 8.0, 0.5
 
 _DATUMARO_CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import datumaro as dm
 root, out = sys.argv[1], sys.argv[2]
 start = time.perf_counter()
 dataset = dm.Dataset.import_from(root, "coco_instances")
 dataset = dataset.transform("polygons_to_masks")
 dataset.export(out, "voc_segmentation", save_media=False)
-print(json.dumps({"seconds": time.perf_counter() - start, "version": dm.__version__,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "workers_mb": 0.0}))
+print(json.dumps({"seconds": time.perf_counter() - start, "version": dm.__version__}))
 """
 
 _SEGDATA_CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import segdata
 from segdata.cli import main
 start = time.perf_counter()
 code = main(["convert", sys.argv[1], sys.argv[2], "--to", "voc"] + sys.argv[3:])
 assert code == 0, code
-print(json.dumps({"seconds": time.perf_counter() - start, "version": segdata.__version__,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "workers_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+print(json.dumps({"seconds": time.perf_counter() - start, "version": segdata.__version__}))
 """
 
 
@@ -95,12 +94,11 @@ def run_side(python: Path, child: str, root: Path, extra: list[str]) -> tuple[di
     """Run one side in a fresh process; its result and the number of PNGs per VOC folder."""
     out = Path(tempfile.mkdtemp(prefix="bench_convert_")) / "voc"
     try:
-        done = subprocess.run([str(python), "-c", child, str(root), str(out), *extra],
-                              capture_output=True, text=True, check=True)
+        done, peak_mb = run_measured([str(python), "-c", child, str(root), str(out), *extra])
         counts = {name: len(list((out / name).glob("*.png"))) for name in ("SegmentationClass", "SegmentationObject")}
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
-    return json.loads(done.stdout.strip().splitlines()[-1]), counts
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "pss_mb": peak_mb}, counts
 
 
 def section(images: int, annotations: int, rows: list[tuple[str, dict, dict]], load: float) -> str:
@@ -109,20 +107,17 @@ def section(images: int, annotations: int, rows: list[tuple[str, dict, dict]], l
              f"`{COMMAND}` — {images:,} images, {annotations:,} annotations; measured {date.today().isoformat()}, one run each, fresh process; "
              f"Python {platform.python_version()}, {os.cpu_count()} cores, load average before the run "
              f"{load:.2f}.", "",
-             "| side | seconds | speed-up | peak RSS MB | largest worker MB | class maps | object maps |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| side | seconds | speed-up | peak PSS MB, all processes | class maps | object maps |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name, result, counts in rows:
         lines.append(f"| {name} | {result['seconds']:.1f} | {base['seconds'] / result['seconds']:.2f}× | "
-                     f"{result['rss_mb']:.0f} | {result['workers_mb']:.0f} | "
+                     f"{result['pss_mb']:.0f} | "
                      f"{counts['SegmentationClass']:,} | {counts['SegmentationObject']:,} |")
     name, best, _ = others[0]
-    workers = os.cpu_count() or 1
-    total = best["rss_mb"] + workers * best["workers_mb"]
-    speed, rss = base["seconds"] / best["seconds"], total / base["rss_mb"]
+    speed, memory = base["seconds"] / best["seconds"], best["pss_mb"] / base["pss_mb"]
     lines += ["", f"Targets ({name}): ≥ {TARGET_SPEED:g}× Datumaro's speed → **{speed:.1f}×** "
-              f"({'met' if speed >= TARGET_SPEED else 'missed'}); ≤ {TARGET_RSS:g}× its peak RSS, counting the "
-              f"parent plus {workers} × the largest worker ({total:.0f} MB) → **{rss:.2f}×** "
-              f"({'met' if rss <= TARGET_RSS else 'missed'}).",
+              f"({'met' if speed >= TARGET_SPEED else 'missed'}); ≤ {TARGET_RSS:g}× its peak memory → "
+              f"**{memory:.2f}×** ({'met' if memory <= TARGET_RSS else 'missed'}).",
               "Datumaro writes no maps for images without annotations; segdata writes a background-only "
               "map for them, so that every image of the split has its maps.", ""]
     return "\n".join(lines)
