@@ -269,3 +269,24 @@ def test_cli_table_help_and_errors(samples_dir, tmp_path):
     refused = run_segdata("stats", samples_dir / "coco", "--overlap", "error", "--workers", "1")
     assert refused.returncode == 2 and refused.stdout == ""
     assert refused.stderr.startswith("segdata: error: ") and "overlap='error' refuses" in refused.stderr
+
+
+def test_split_tests_equal_scipy_on_random_tables():
+    """js_distance and chi2_test are SciPy's jensenshannon and chi2_contingency, without importing them."""
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import chi2_contingency
+
+    from segdata.stats import chi2_test, js_distance
+
+    rng = np.random.default_rng(7)
+    for shape in [(2, 2), (2, 5), (3, 9), (4, 80)]:  # (2, 2): Yates' correction
+        for _ in range(25):
+            table = rng.integers(1, 60, shape)
+            chi2, p_value, dof = chi2_test(table)
+            reference = chi2_contingency(table)
+            assert chi2 == pytest.approx(reference.statistic, rel=1e-12)
+            assert p_value == pytest.approx(reference.pvalue, rel=1e-9, abs=1e-300)
+            assert dof == reference.dof
+            a, b = table[0] * rng.integers(0, 2, shape[1]), table[1]
+            if a.sum():
+                assert js_distance(a, b) == pytest.approx(jensenshannon(a, b, base=2), abs=1e-12)
