@@ -9,8 +9,9 @@ pass, because they need nothing of each other's per-image work:
   EXIF orientation), and statistics never open the image files.  Only the two
   images of a near-duplicate candidate pair are decoded again in full, to tell
   ``exact-pixels`` from ``near-duplicate``;
-* each image's masks are **composed** once, by the statistics; validation
-  works on the RLE faces (pycocotools' C code) and never composes.
+* each image's masks are counted once, by the statistics (RLE unions and
+  intersections, :mod:`segdata.compose_counts`); validation also works on
+  RLE (pycocotools' C code); nothing paints a map.
 
 What sharing buys is the dataset read once, one process pool start per job
 instead of one interpreter per command, and one progress report.

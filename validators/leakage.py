@@ -146,7 +146,7 @@ def _mask_signatures(dataset: Dataset) -> list[bytes | None]:
             if ann.mask is None:
                 continue
             try:
-                rle = ann.mask.rle
+                rle = ann.mask.to_rle()  # not kept on the mask: one pass over the whole dataset
             except (ValueError, ArithmeticError):  # a mask the checks report elsewhere
                 continue
             counts = rle["counts"] if isinstance(rle["counts"], bytes) else str(rle["counts"]).encode()

@@ -74,7 +74,7 @@ def _image_overlaps(job: tuple[ImageRecord, list[Annotation]], wanted: frozenset
     anns = [a for a in anns if a.mask is not None and a.defect is None and not a.iscrowd]
     if len(anns) < 2:
         return []
-    rles = [a.mask.rle for a in anns]
+    rles = [a.mask.to_rle() for a in anns]
     areas = _coco_mask.area(rles).astype(np.float64)
     boxes = _coco_mask.toBbox(rles)
     pairs = candidate_pairs(boxes)
