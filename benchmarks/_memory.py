@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 
-def _tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, from /proc."""
     pids, index = [pid], 0
     while index < len(pids):
         for task in Path(f"/proc/{pids[index]}/task").glob("*/children"):
@@ -45,7 +46,7 @@ def run_measured(command: list[str], interval: float = 0.05, **kwargs) -> tuple[
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, sum(_pss_kb(pid) for pid in _tree(process.pid)))
+            peak = max(peak, sum(_pss_kb(pid) for pid in process_tree(process.pid)))
             time.sleep(interval)
 
     sampler = threading.Thread(target=sample, daemon=True)
