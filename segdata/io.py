@@ -15,6 +15,9 @@ import orjson
 
 from segdata.errors import FormatError, OutputExistsError, ReadError
 
+_UMASK = os.umask(0o022)  # read once (it can only be read by setting it), and put back at once
+os.umask(_UMASK)
+
 
 def read_json(path: str | Path) -> Any:
     """Parse a JSON file; a malformed file raises :class:`FormatError` with line and column."""
@@ -53,6 +56,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would make every output private to its writer
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
@@ -75,6 +79,7 @@ def output_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
         raise OutputExistsError("destination is not empty; pass --overwrite to replace it", path=path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(staging, 0o777 & ~_UMASK)  # mkdtemp's 0700, renamed into place, would hide the output
     try:
         yield staging
         if path.exists():
