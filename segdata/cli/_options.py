@@ -19,11 +19,11 @@ ImagesRoot = Annotated[Optional[Path], typer.Option("--images-root", help="Folde
 Json = Annotated[bool, typer.Option("--json", help="Print a JSON object (stable schema) instead of tables.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty destination.")]
 Workers = Annotated[Optional[int], typer.Option("--workers", "-w", min=1,
-                                                help="Worker processes for per-image work [default: all cores].")]
+                                                help="Worker processes for per-image work (default: all cores).")]
 Scheduler = Annotated[Optional[str], typer.Option(
     "--scheduler", metavar="ADDRESS", help="Run the per-image work on a Dask cluster: a dask.distributed "
                                            "scheduler address (tcp://host:8786), or 'local' for a LocalCluster "
-                                           "of --workers processes. Needs: pip install 'segdata[dask]'.")]
+                                           "of --workers processes. Needs: pip install 'segdata\\[dask]'.")]
 
 
 class Severity(str, Enum):

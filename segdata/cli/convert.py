@@ -41,7 +41,7 @@ def convert(
     tolerance: Annotated[Optional[float], typer.Option(min=0.0, help="Simplify polygons by this many pixels; "
                                                        "each simplified mask is reported with its IoU.")] = None,
     overlap: Annotated[Optional[Overlap], typer.Option(
-        help="Raster targets: who wins a pixel covered by several instances [default: smaller-on-top].")] = None,
+        help="Raster targets: who wins a pixel covered by several instances (default: smaller-on-top).")] = None,
     category_ids: Annotated[CategoryIds, typer.Option(
         help="Keep category ids, or renumber them in id order from 0 or 1.")] = CategoryIds.keep,
     category_map: Annotated[Optional[Path], typer.Option(

@@ -36,10 +36,10 @@ def evaluate(
     json: Json = False,
     per_class: Annotated[bool, typer.Option("--per-class", help="Also print one row per class.")] = False,
     ignore_index: Annotated[Optional[int], typer.Option(
-        "--ignore-index", help="semantic: GT value left out of every count [default: 255].")] = None,
+        "--ignore-index", help="semantic: GT value left out of every count (default: 255).")] = None,
     score_threshold: Annotated[Optional[float], typer.Option(
         "--score-threshold", help="instance: detections at or above it count in the TP/FP/FN table "
-                                  "[default: 0.5].")] = None,
+                                  "(default: 0.5).")] = None,
     absent_classes: Annotated[AbsentClasses, typer.Option(
         "--absent-classes", help="semantic: a class predicted but absent from GT scores IoU 0 and counts in mIoU "
                                  "(zero: mmsegmentation, Cityscapes) or is left out (exclude: detectron2).")

@@ -41,9 +41,9 @@ def leakage(
     images_root: ImagesRoot = None,
     max_distance: Annotated[Optional[int], typer.Option(
         "--max-distance", min=0, max=63, help="Largest pHash Hamming distance (of 64 bits) of a "
-                                              "near-duplicate candidate [default: 10].")] = None,
+                                              "near-duplicate candidate (default: 10).")] = None,
     mirror: Annotated[Optional[bool], typer.Option(
-        "--mirror/--no-mirror", help="Also match horizontally mirrored copies [default: mirror].")] = None,
+        "--mirror/--no-mirror", help="Also match horizontally mirrored copies (default: mirror).")] = None,
     group_regex: Annotated[Optional[str], typer.Option(
         "--group-regex", metavar="RE", help="Group key from the file name (first capture group, else the "
                                             "match); images of one group must not span splits.")] = None,

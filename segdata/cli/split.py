@@ -73,8 +73,8 @@ def split(
     ratios: Annotated[str, typer.Option(
         "--ratios", help="Shares of the images, one per split, summing to 1.")] = "0.8,0.1,0.1",
     names: Annotated[Optional[str], typer.Option(
-        "--names", help="Split names, one per ratio [default: train,val,test for 3 ratios, "
-                        "train,test for 2].")] = None,
+        "--names", help="Split names, one per ratio (default: train,val,test for 3 ratios, "
+                        "train,test for 2).")] = None,
     group_regex: Annotated[Optional[str], typer.Option(
         "--group-regex", metavar="RE", help="Group key from the file name (first capture group, else the "
                                             "match); images of one group must not span splits.")] = None,
