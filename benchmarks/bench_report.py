@@ -189,10 +189,9 @@ def _section(results: dict, workers: int, load: tuple[str, str], page_kb: dict[s
                f"the images), {'flat' if m5 / m1 < 1.2 else 'not flat'}; the largest of the three single commands "
                f"{s1:.0f} → {s5:.0f} MB ({s5 / s1:.2f}×). What grows is the loaded dataset, which every command "
                f"holds (validate's peak, mostly that: {v1:.0f} → {v5:.0f} MB), and what the report keeps of "
-               "each image until it prints: the findings, two 32×32 fingerprint thumbnails, the RLE the "
-               "leakage check's mask signatures cache on every mask, the per-image rows of the class tables. "
-               "The per-image work itself (image decodes, decoded masks, composed class maps) is streamed "
-               "one image at a time and does not grow.")]
+               "each image until it prints: the findings, each image's fingerprint (18 hashes and a 32×32 "
+               "thumbnail), the per-image rows of the class tables. The per-image work itself (image "
+               "decodes, decoded masks, pixel counts) is streamed one image at a time and does not grow.")]
     return "\n".join(lines) + "\n"
 
 
