@@ -48,26 +48,37 @@ def decode_rle_string(counts: bytes | str) -> np.ndarray:
     chars = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
     if chars.size == 0:
         return np.zeros(0, dtype=np.int64)
-    more = (chars & 0x20) != 0
-    if more[-1]:
+    if chars[-1] & 0x20:
         return np.array([-1], dtype=np.int64)  # a number cut off mid-way
-    boundary = np.empty(chars.size, bool)  # a number starts after one without the "more" bit
-    boundary[0] = True
-    np.logical_not(more[:-1], out=boundary[1:])
-    starts = np.flatnonzero(boundary)
-    group = np.cumsum(boundary) - 1
-    position = np.arange(chars.size) - starts[group]
+    values, _starts, position = _numbers(chars)
     if position.max() > 11:
         return np.array([-1], dtype=np.int64)  # longer than any uint32 run
-    values = np.add.reduceat((chars & 0x1F) << (5 * position), starts)
-    ends = np.flatnonzero(~more)
-    negative = (chars[ends] & 0x10) != 0
-    values[negative] |= -1 << (5 * (position[ends[negative]] + 1))
     # from the fourth number on, each run is stored as a delta to the run two before
     runs = values.copy()
     runs[1::2] = np.cumsum(values[1::2])
     runs[2::2] = np.cumsum(values[2::2])
     return runs
+
+
+def _numbers(chars: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An RLE string's signed numbers, where each starts, and each char's place in its number.
+
+    ``chars`` are the string's bytes minus 48.  Five bits per char, low
+    first; 0x20 says another char follows; 0x10 in the last char is the
+    sign.  Numbers longer than 12 chars come out wrong (shifts are capped so
+    that they stay defined); callers reject them by ``position``.
+    """
+    more = (chars & 0x20) != 0
+    boundary = np.empty(chars.size, bool)  # a number starts after one without the "more" bit
+    boundary[0] = True
+    np.logical_not(more[:-1], out=boundary[1:])
+    starts = np.flatnonzero(boundary)
+    position = np.arange(chars.size) - starts[np.cumsum(boundary) - 1]
+    values = np.add.reduceat((chars & 0x1F) << (5 * np.minimum(position, 12)), starts)
+    ends = np.flatnonzero(~more)
+    negative = (chars[ends] & 0x10) != 0
+    values[negative] |= -1 << (5 * np.minimum(position[ends[negative]] + 1, 12))
+    return values, starts, position
 
 
 def _check_runs(runs: np.ndarray, height: int, width: int) -> None:
@@ -348,17 +359,7 @@ def _decode_valid_rle_strings(strings: list[bytes]) -> list[np.ndarray]:
     chars = np.frombuffer(b"".join(strings), dtype=np.uint8).astype(np.int64) - 48
     if chars.size == 0:
         return [np.zeros(0, np.int64) for _ in strings]
-    more = (chars & 0x20) != 0
-    boundary = np.empty(chars.size, bool)  # a number starts after one without the "more" bit
-    boundary[0] = True
-    np.logical_not(more[:-1], out=boundary[1:])
-    starts = np.flatnonzero(boundary)
-    group = np.cumsum(boundary) - 1
-    position = np.arange(chars.size) - starts[group]
-    values = np.add.reduceat((chars & 0x1F) << (5 * position), starts)
-    ends = np.flatnonzero(~more)
-    negative = (chars[ends] & 0x10) != 0
-    values[negative] |= -1 << (5 * (position[ends[negative]] + 1))
+    values, starts, _position = _numbers(chars)
     # numbers per string, and each number's index m within its string
     first_number = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     number_start = np.searchsorted(starts, first_number)
