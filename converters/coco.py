@@ -20,18 +20,21 @@ directly), images in ``ROOT/images/<split>/``, ``ROOT/<split>/`` or
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
-from itertools import chain
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from segdata.errors import FormatError, MaskError
 from segdata.io import dumps_json, output_dir, read_json
-from segdata.jsonstream import Unscannable, read_with_array_chunks
+from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array_items
 from segdata.masks import Mask, decode_rle_string
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
+from segdata.stored import StoredAnnotations
 
 _SNIFF_BYTES = 1 << 16
 _ANN_KEYS = {"id", "image_id", "category_id", "segmentation", "iscrowd", "score"}
@@ -95,36 +98,87 @@ def _require(record: dict, key: str, kind: type | tuple, path: Path, where: str)
 
 
 def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, root: Path) -> None:
+    split = _split_name(json_path)
     try:
-        data, chunks = read_with_array_chunks(json_path, "annotations")
-        part = _read_document(json_path, data, chunks, dataset.categories, images_root, root)
+        data, starts, closing = read_array_items(json_path, "annotations")
+        head = _read_head(json_path, split, data, [], dataset.categories, images_root, root)
+        tasks = [(str(json_path), first, item_starts, item_stops) for first, (item_starts, item_stops) in
+                 zip(_firsts(starts, closing), chunk_spans(starts, closing, _INDEX_BYTES))]
+        chunks = list(map_images(_index_records, tasks, batch_size=1, workers=None if len(tasks) > 1 else 1))
+        index = _Index.join(chunks)
+        defect, mask_ok, findings = _resolve(json_path, split, index, dataset.categories, head.sizes)
+        heights, widths = head.sizes.dimensions(index.columns["image_id"])
+        annotations = StoredAnnotations(
+            [str(json_path)], [split], ANNOTATION_DEFECTS, _decode,
+            dict(index.columns, file=np.zeros(len(index), np.int16), split=np.zeros(len(index), np.int16),
+                 height=heights, width=widths, defect=defect, mask_ok=mask_ok))
     except Unscannable:  # malformed, or NaN that only Python's json reads: parse whole, as before
         data = read_json(json_path)
         if not isinstance(data, dict):
             raise FormatError(f"expected a JSON object, found {type(data).__name__}", path=json_path) from None
-        chunks = iter([data.pop("annotations", None)])
-        part = _read_document(json_path, data, chunks, dataset.categories, images_root, root)
-    images, annotations, findings, meta = part
-    dataset.images.extend(images)
-    dataset.annotations.extend(annotations)
-    dataset.findings.extend(findings)
-    dataset.meta[_split_name(json_path)] = meta
+        records = data.pop("annotations", None)
+        head = _read_head(json_path, split, data, records, dataset.categories, images_root, root)
+        index = _index_records((str(json_path), 0, records, None))
+        defect, mask_ok, findings = _resolve(json_path, split, index, dataset.categories, head.sizes)
+        heights, widths = head.sizes.dimensions(index.columns["image_id"])
+        annotations = [_decode(raw, split, h, w, ANNOTATION_DEFECTS[code] if code >= 0 else None, ok)
+                       for raw, h, w, code, ok in zip(records, heights.tolist(), widths.tolist(), defect.tolist(),
+                                                      mask_ok.tolist())]
+    dataset.images.extend(head.images)
+    if isinstance(annotations, StoredAnnotations) and len(dataset.annotations) == 0:
+        dataset.annotations = annotations  # the first split: its store becomes the dataset's
+    elif isinstance(annotations, StoredAnnotations) and isinstance(dataset.annotations, StoredAnnotations):
+        dataset.annotations = StoredAnnotations.concat([dataset.annotations, annotations])
+    else:
+        dataset.annotations = [*dataset.annotations, *annotations]
+    dataset.findings.extend(head.findings + findings)
+    dataset.meta[split] = {k: data[k] for k in ("info", "licenses") if k in data}
 
 
-def _read_document(json_path: Path, data: dict, chunks: Iterator[list | None], categories: dict[int, Category],
-                   images_root: Path | None, root: Path):
-    """One split's images, annotations (from ``chunks``), findings and meta; categories join ``categories``."""
-    split = _split_name(json_path)
-    first = next(chunks, [])
-    for key, value in (("images", data.get("images")), ("annotations", first)):
+def _firsts(starts: np.ndarray, closing: int) -> list[int]:
+    """The index of the first item of each chunk :func:`chunk_spans` makes."""
+    return np.cumsum([0] + [len(chunk) for chunk, _ in chunk_spans(starts, closing, _INDEX_BYTES)])[:-1].tolist()
+
+
+class _Sizes:
+    """Image id → (height, width) of the first image with that id, looked up for many ids at once."""
+
+    def __init__(self, images: list[ImageRecord]):
+        first = {}
+        for image in images:
+            first.setdefault(image.id, image)
+        self.ids = np.array(sorted(first), np.int64)
+        self.heights = np.array([first[i].height for i in self.ids.tolist()], np.int64)
+        self.widths = np.array([first[i].width for i in self.ids.tolist()], np.int64)
+
+    def known(self, image_ids: np.ndarray) -> np.ndarray:
+        at = np.searchsorted(self.ids, image_ids).clip(0, max(len(self.ids) - 1, 0))
+        return self.ids[at] == image_ids if len(self.ids) else np.zeros(len(image_ids), bool)
+
+    def dimensions(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Heights and widths (0 for unknown ids)."""
+        if not len(self.ids):
+            return np.zeros(len(image_ids), np.int32), np.zeros(len(image_ids), np.int32)
+        at = np.searchsorted(self.ids, image_ids).clip(0, len(self.ids) - 1)
+        known = self.ids[at] == image_ids
+        return np.where(known, self.heights[at], 0).astype(np.int32), np.where(known, self.widths[at], 0).astype(np.int32)
+
+
+@dataclass
+class _Head:
+    images: list[ImageRecord]
+    sizes: _Sizes
+    findings: list[Finding]
+
+
+def _read_head(json_path: Path, split: str, data: dict, first_annotations: Any, categories: dict[int, Category],
+               images_root: Path | None, root: Path) -> _Head:
+    """One split's categories (joining ``categories``) and images, with the findings about them."""
+    for key, value in (("images", data.get("images")), ("annotations", first_annotations)):
         if not isinstance(value, list):
             raise FormatError(f"missing required list {key!r}" if value is None else
                               f"{key!r} must be a list, found {type(value).__name__}", path=json_path)
     findings: list[Finding] = []
-
-    def flag(code: str, message: str, image_id=None, annotation_id=None, severity="error", **details):
-        findings.append(Finding(code, severity, message, split, image_id, annotation_id, str(json_path), details))
-
     for index, raw in enumerate(data.get("categories") or []):
         where = f"category index {index}"
         if not isinstance(raw, dict):
@@ -139,7 +193,7 @@ def _read_document(json_path: Path, data: dict, chunks: Iterator[list | None], c
             categories[cat_id] = Category(cat_id, name, raw.get("supercategory") or "",
                                                   bool(raw.get("isthing", True)))
 
-    sizes: dict[int, tuple[int, int]] = {}
+    seen: set[int] = set()
     images: list[ImageRecord] = []
     for index, raw in enumerate(data["images"]):
         if not isinstance(raw, dict):
@@ -152,71 +206,143 @@ def _read_document(json_path: Path, data: dict, chunks: Iterator[list | None], c
             _require(raw, "width", int, json_path, where), _require(raw, "height", int, json_path, where),
             split=split, attributes={k: v for k, v in raw.items() if k not in _IMAGE_KEYS},
         )
-        if image_id in sizes:
-            flag("image-id-duplicate", f"image id {image_id} is used again by {image.file_name!r}", image_id)
+        if image_id in seen:
+            findings.append(Finding("image-id-duplicate", "error", f"image id {image_id} is used again by "
+                                    f"{image.file_name!r}", split, image_id, None, str(json_path)))
             image.defect = "image-id-duplicate"
-        else:
-            sizes[image_id] = (image.height, image.width)
+        seen.add(image_id)
         images.append(image)
-
     if images:
         folder = _images_dir(root, json_path, split, images_root, images[0].file_name)
         for image in images:
             image.path = folder / image.file_name if folder else None
+    return _Head(images, _Sizes(images), findings)
 
-    seen_ids: set[int] = set()
-    annotations: list[Annotation] = []
-    for index, raw in enumerate(chain.from_iterable(chain([first], chunks))):
+
+#: Finding codes an annotation record can carry, in the order they are checked.
+ANNOTATION_DEFECTS = ("annotation-id-duplicate", "category-unknown", "image-ref-unknown", "mask-empty",
+                      "rle-size-mismatch", "rle-counts-invalid", "polygon-odd-coordinates", "polygon-box-ambiguous",
+                      "polygon-too-few-points", "coordinate-non-finite")
+_FACE = {"polygon": 0, "rle": 1, "uncompressed-rle": 2}
+#: Bytes of annotation records checked per task when reading (a helper takes every other task).
+_INDEX_BYTES = 1 << 22
+
+
+@dataclass
+class _Index:
+    """The columns of some records, and their mask defects: ``(row, code, message)``; RLE sizes for rows that have one."""
+
+    columns: dict[str, np.ndarray]
+    mask_defects: list[tuple[int, str, str]]
+    rle_sizes: dict[int, tuple[int, int]]
+
+    def __len__(self) -> int:
+        return len(self.columns["id"])
+
+    @staticmethod
+    def join(parts: list[_Index]) -> _Index:
+        columns = {name: np.concatenate([p.columns[name] for p in parts]) if parts else np.zeros(0, np.int64)
+                   for name in ("start", "stop", "id", "image_id", "category_id", "iscrowd", "face")}
+        offsets = np.cumsum([0] + [len(p) for p in parts]).tolist()
+        return _Index(columns, [(row + offset, code, message) for p, offset in zip(parts, offsets)
+                                for row, code, message in p.mask_defects],
+                      {row + offset: size for p, offset in zip(parts, offsets) for row, size in p.rle_sizes.items()})
+
+
+def _index_records(task: tuple) -> _Index:
+    """Check records and keep the columns jobs select by; ``task`` is (path, first index, starts, stops) or
+    (path, first index, records, None) for records already parsed.  Runs in a helper when there is one."""
+    path, first, starts, stops = task
+    records = parse_items(path, starts, stops) if stops is not None else starts
+    n = len(records)
+    ids, image_ids, category_ids = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    iscrowd, face = np.zeros(n, bool), np.full(n, -1, np.int8)
+    mask_defects, rle_sizes = [], {}
+    for row, raw in enumerate(records):
         if not isinstance(raw, dict):
-            raise FormatError(f"expected an object, found {type(raw).__name__}", path=json_path,
-                              record=f"annotation index {index}")
-        ann_id = _require(raw, "id", int, json_path, f"annotation index {index}")
+            raise FormatError(f"expected an object, found {type(raw).__name__}", path=path,
+                              record=f"annotation index {first + row}")
+        ann_id = ids[row] = _require(raw, "id", int, path, f"annotation index {first + row}")
         where = f"annotation {ann_id}"
-        image_id = _require(raw, "image_id", int, json_path, where)
-        category_id = _require(raw, "category_id", int, json_path, where)
-        iscrowd = raw.get("iscrowd", 0)
-        if iscrowd not in (0, 1):  # also admits False/True (BDD100K)
-            raise FormatError(f"'iscrowd' must be 0 or 1, found {iscrowd!r}", path=json_path, record=where)
-        ann = Annotation(ann_id, image_id, category_id, None, bool(iscrowd), raw.get("score"), split,
-                         attributes={k: v for k, v in raw.items() if k not in _ANN_KEYS})
-        annotations.append(ann)
-
-        def defect(code: str, message: str, **details) -> None:
-            if ann.defect is None:
-                ann.defect = code
-            flag(code, message, image_id, ann_id, **details)
-
-        if ann_id in seen_ids:
-            defect("annotation-id-duplicate", f"annotation id {ann_id} is used again")
-        seen_ids.add(ann_id)
-        if category_id not in categories:
-            defect("category-unknown", f"category {category_id} is not in 'categories'")
-        size = sizes.get(image_id)
-        if size is None:
-            defect("image-ref-unknown", f"image {image_id} is not in 'images'")
-            continue
+        image_ids[row] = _require(raw, "image_id", int, path, where)
+        category_ids[row] = _require(raw, "category_id", int, path, where)
+        crowd = raw.get("iscrowd", 0)
+        if crowd not in (0, 1):  # also admits False/True (BDD100K)
+            raise FormatError(f"'iscrowd' must be 0 or 1, found {crowd!r}", path=path, record=where)
+        iscrowd[row] = crowd
         segmentation = raw.get("segmentation")
         if segmentation is None or segmentation == []:
-            defect("mask-empty", "annotation has no segmentation")
+            mask_defects.append((row, "mask-empty", "annotation has no segmentation"))
             continue
         try:
             if isinstance(segmentation, dict):
                 mask = Mask.from_rle(segmentation)
-                if mask.shape_hw != size:
-                    defect("rle-size-mismatch", f"RLE size {list(mask.shape_hw)} differs from image size "
-                           f"{list(size)} (height, width)")
-                    continue
+                rle_sizes[row] = mask.shape_hw
             elif isinstance(segmentation, list):
-                mask = Mask.from_polygons(segmentation, *size)
+                mask = Mask.from_polygons(segmentation, 0, 0)
             else:
                 raise MaskError(f"segmentation must be a list of polygons or an RLE dict, found "
                                 f"{type(segmentation).__name__}", code="rle-counts-invalid")
         except MaskError as err:
-            defect(err.code, err.message)
+            mask_defects.append((row, err.code, err.message))
             continue
-        ann.mask = mask
+        face[row] = _FACE[mask.face]
+    columns = {"id": ids, "image_id": image_ids, "category_id": category_ids, "iscrowd": iscrowd, "face": face}
+    if stops is not None:
+        columns.update(start=np.asarray(starts, np.int64), stop=np.asarray(stops, np.int64))
+    else:
+        columns.update(start=np.zeros(n, np.int64), stop=np.zeros(n, np.int64))
+    return _Index(columns, mask_defects, rle_sizes)
 
-    return images, annotations, findings, {k: data[k] for k in ("info", "licenses") if k in data}
+
+def _resolve(json_path: Path, split: str, index: _Index, categories: dict[int, Category],
+             sizes: _Sizes) -> tuple[np.ndarray, np.ndarray, list[Finding]]:
+    """Each record's first defect code (index into :data:`ANNOTATION_DEFECTS`, -1: none), whether its mask
+    is decoded, and the findings, in record order: duplicate id, unknown category, unknown image, mask."""
+    c = index.columns
+    n = len(index)
+    _, first = np.unique(c["id"], return_index=True)
+    duplicate = np.ones(n, bool)
+    duplicate[first] = False
+    unknown_category = ~np.isin(c["category_id"], np.array(list(categories), np.int64))
+    unknown_image = ~sizes.known(c["image_id"])
+    mask_defects = {row: (code, message) for row, code, message in index.mask_defects}
+    heights, widths = sizes.dimensions(c["image_id"])
+    for row, (height, width) in index.rle_sizes.items():
+        if not unknown_image[row] and (height, width) != (heights[row], widths[row]):
+            mask_defects[row] = ("rle-size-mismatch", f"RLE size {[height, width]} differs from image size "
+                                 f"{[int(heights[row]), int(widths[row])]} (height, width)")
+    defect = np.full(n, -1, np.int16)
+    mask_ok = ~unknown_image
+    mask_ok[list(mask_defects)] = False
+    findings = []
+    troubled = np.flatnonzero(duplicate | unknown_category | unknown_image | ~mask_ok).tolist()
+    for row in troubled:
+        ann_id, image_id = int(c["id"][row]), int(c["image_id"][row])
+        codes = []
+        if duplicate[row]:
+            codes.append(("annotation-id-duplicate", f"annotation id {ann_id} is used again"))
+        if unknown_category[row]:
+            codes.append(("category-unknown", f"category {int(c['category_id'][row])} is not in 'categories'"))
+        if unknown_image[row]:
+            codes.append(("image-ref-unknown", f"image {image_id} is not in 'images'"))
+        elif row in mask_defects:
+            codes.append(mask_defects[row])
+        defect[row] = ANNOTATION_DEFECTS.index(codes[0][0])
+        findings += [Finding(code, "error", message, split, image_id, ann_id, str(json_path))
+                     for code, message in codes]
+    return defect, mask_ok, findings
+
+
+def _decode(raw: dict, split: str, height: int, width: int, defect: str | None, mask_ok: bool) -> Annotation:
+    """One record as an :class:`Annotation`, once :func:`_index_records` and :func:`_resolve` have judged it."""
+    ann = Annotation(raw["id"], raw["image_id"], raw["category_id"], None, bool(raw.get("iscrowd", 0)),
+                     raw.get("score"), split, defect, {k: v for k, v in raw.items() if k not in _ANN_KEYS})
+    if mask_ok:
+        segmentation = raw["segmentation"]
+        ann.mask = (Mask.from_rle(segmentation) if isinstance(segmentation, dict)
+                    else Mask.from_polygons(segmentation, height, width))
+    return ann
 
 
 def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:

@@ -16,6 +16,7 @@ same precise error as before.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,6 +30,8 @@ from segdata.errors import ReadError
 SCAN_BLOCK = 1 << 22
 #: Bytes of array items parsed per orjson call.
 CHUNK_BYTES = 1 << 18
+#: Items closer than this (bytes) are read with one call.
+_GAP = 1 << 16
 
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
 _STEP = np.zeros(256, np.int8)  # how a byte outside strings changes the depth
@@ -88,39 +91,42 @@ def _structure(handle: BinaryIO) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.concatenate(found) if found else np.zeros(0, np.int64) for found in (keys, items, ends))
 
 
-def read_with_array_chunks(path: str | Path, key: str) -> tuple[dict[str, Any], Iterator[list[Any]]]:
-    """Read a JSON object whose ``key`` array is parsed chunk by chunk.
+def read_array_items(path: str | Path, key: str) -> tuple[dict[str, Any], np.ndarray, int]:
+    """Parse a JSON object except its ``key`` array, and find where that array's items are.
 
     Parameters
     ----------
     path : str or Path
         The JSON file.
     key : str
-        Top-level key of the array to stream (``"annotations"``).
+        Top-level key of the array (``"annotations"``); its items must be objects or arrays.
 
     Returns
     -------
     head : dict
         Every other member, parsed; ``head[key]`` is an empty list.
-    chunks : iterator of list
-        The array's items, in order, a few megabytes of JSON at a time.
+    starts : ndarray of int64
+        Byte offset of each item's opening bracket, in order.
+    closing : int
+        Byte offset of the array's closing bracket.  Item ``i`` is what lies
+        in ``[starts[i], starts[i + 1])`` (or up to ``closing``), its comma included.
 
     Raises
     ------
     Unscannable
-        The file is not an object holding a ``key`` array, or a chunk does
-        not parse: the caller parses the whole file for a precise error.
+        The file is not an object holding one ``key`` array of objects or
+        arrays: the caller parses the whole file for a precise error.
     ReadError
         The file cannot be opened.
 
     Examples
     --------
     >>> import tempfile, os
-    >>> fd, name = tempfile.mkstemp(suffix=".json"); os.write(fd, b'{"a": [1, {"b": "],\\\\""}], "c": 2}')
-    33
-    >>> head, chunks = read_with_array_chunks(name, "a")
-    >>> head, [item for chunk in chunks for item in chunk]
-    ({'a': [], 'c': 2}, [1, {'b': '],"'}])
+    >>> fd, name = tempfile.mkstemp(suffix=".json"); os.write(fd, b'{"a": [[1], {"b": "],\\\\""}], "c": 2}')
+    35
+    >>> head, starts, closing = read_array_items(name, "a")
+    >>> head, parse_items(name, *next(chunk_spans(starts, closing)))
+    ({'a': [], 'c': 2}, [[1], {'b': '],"'}])
     >>> os.close(fd); os.unlink(name)
     """
     path = Path(path)
@@ -129,12 +135,54 @@ def read_with_array_chunks(path: str | Path, key: str) -> tuple[dict[str, Any], 
     except OSError as err:
         raise ReadError(f"cannot read file ({err.strerror})", path=path) from err
     with handle:
-        head, item_spans = _split(handle, key)
-    return head, _chunks(path, item_spans)
+        return _split(handle, key)
 
 
-def _split(handle: BinaryIO, key: str) -> tuple[dict[str, Any], list[tuple[int, int]]]:
-    """The document without ``key``'s items, parsed, and the byte spans of those items in chunks."""
+def chunk_spans(starts: np.ndarray, closing: int, size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The items as runs of about ``size`` bytes (default :data:`CHUNK_BYTES`): ``(starts, stops)`` of each run."""
+    stops = np.append(starts[1:], closing)
+    size = size or CHUNK_BYTES
+    cuts = np.unique(np.searchsorted(starts, np.arange(starts[0], closing, size))) if len(starts) else []
+    for first, last in zip(cuts, list(cuts[1:]) + [len(starts)]):
+        yield starts[first:last], stops[first:last]
+
+
+def parse_items(path: str | Path, starts: np.ndarray, stops: np.ndarray) -> list[Any]:
+    """Parse the items at ``[start, stop)`` (sorted, each an item and the comma after it) of ``path``.
+
+    Items less than 64 KB apart are read with one call: a run in file
+    order costs a few reads, scattered items one each.
+
+    Raises
+    ------
+    Unscannable
+        The bytes are not one JSON value per span.
+    """
+    pieces = []
+    runs = np.split(np.arange(len(starts)), np.flatnonzero(starts[1:] - stops[:-1] > _GAP) + 1)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for run in runs:
+            if not len(run):
+                continue
+            base = int(starts[run[0]])
+            block = os.pread(fd, int(stops[run[-1]]) - base, base)
+            for left, right in zip((starts[run] - base).tolist(), (stops[run] - base).tolist()):
+                piece = block[left:right].rstrip()
+                pieces.append(piece[:-1] if piece.endswith(b",") else piece)
+    finally:
+        os.close(fd)
+    try:
+        items = orjson.loads(b"[" + b",".join(pieces) + b"]")
+    except orjson.JSONDecodeError as err:
+        raise Unscannable(str(err)) from err
+    if len(items) != len(starts):
+        raise Unscannable("an item that is not an object or an array")
+    return items
+
+
+def _split(handle: BinaryIO, key: str) -> tuple[dict[str, Any], np.ndarray, int]:
+    """The document without ``key``'s items, parsed; where those items start; where the array closes."""
     if not handle.read(SCAN_BLOCK).lstrip().startswith(b"{"):
         raise Unscannable("not an object")
     keys, items, ends = _structure(handle)
@@ -154,6 +202,12 @@ def _split(handle: BinaryIO, key: str) -> tuple[dict[str, Any], list[tuple[int, 
         raise Unscannable(f"{key!r} is not an array")
     opening = after_name + len(following) - len(value[1:].lstrip())
     closing = int(ends[np.searchsorted(ends, opening)])
+    starts = items[(items > opening) & (items < closing)]
+    handle.seek(opening + 1)  # nothing but blanks before the first item, no comma after the last
+    before_first = handle.read((int(starts[0]) if len(starts) else closing) - opening - 1)
+    handle.seek(max(opening + 1, closing - 256))
+    if before_first.strip() or handle.read(closing - handle.tell()).rstrip().endswith(b","):
+        raise Unscannable(f"{key!r} holds an item that is not an object or an array")
     handle.seek(0)
     before = handle.read(opening)
     handle.seek(closing + 1)
@@ -161,33 +215,4 @@ def _split(handle: BinaryIO, key: str) -> tuple[dict[str, Any], list[tuple[int, 
         head = orjson.loads(before + b"[]" + handle.read())
     except orjson.JSONDecodeError as err:
         raise Unscannable(str(err)) from err
-    return head, _item_spans(opening + 1, closing, items[(items > opening) & (items < closing)])
-
-
-def _item_spans(start: int, stop: int, item_starts: np.ndarray) -> list[tuple[int, int]]:
-    """Cut ``[start, stop)`` (an array's inside) just before the items nearest every CHUNK_BYTES-th byte."""
-    cuts = [start, stop]
-    item_starts = item_starts[1:]  # the first item starts the first chunk
-    if len(item_starts):
-        wanted = np.arange(start + CHUNK_BYTES, stop, CHUNK_BYTES)
-        cuts[1:1] = item_starts[np.searchsorted(item_starts, wanted).clip(0, len(item_starts) - 1)].tolist()
-    cuts = sorted(set(cuts))
-    return list(zip(cuts, cuts[1:]))
-
-
-def _chunks(path: Path, spans: list[tuple[int, int]]) -> Iterator[list[Any]]:
-    """Parse each span of an array's inside; every span but the last ends with the comma before an item."""
-    with path.open("rb") as handle:
-        for index, (left, right) in enumerate(spans):
-            handle.seek(left)
-            piece = handle.read(right - left).rstrip()
-            if index < len(spans) - 1:  # drop the one comma before the next item; a second one stays, and fails
-                if not piece.endswith(b","):
-                    raise Unscannable("items not separated by a comma")
-                piece = piece[:-1]
-            if not piece.strip():
-                continue
-            try:
-                yield orjson.loads(b"[" + piece + b"]")
-            except orjson.JSONDecodeError as err:
-                raise Unscannable(str(err)) from err
+    return head, starts, closing

@@ -8,7 +8,7 @@ each split from 1.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,27 +152,34 @@ class Dataset:
 
     categories: dict[int, Category]
     images: list[ImageRecord]
-    annotations: list[Annotation]
+    annotations: Sequence[Annotation]
     findings: list[Finding] = field(default_factory=list)
     meta: dict[str, dict[str, Any]] = field(default_factory=dict)
     source_format: str = ""
-    _by_image: dict[tuple[str, int], list[Annotation]] | None = field(default=None, repr=False)
+    _by_image: Mapping[tuple[str, int], Sequence[Annotation]] | None = field(default=None, repr=False)
 
     @property
     def splits(self) -> list[str]:
         """Split names in order of first appearance."""
         return list(dict.fromkeys(image.split for image in self.images))
 
-    def annotations_by_image(self) -> dict[tuple[str, int], list[Annotation]]:
-        """Annotations grouped by ``(split, image_id)``, in file order."""
+    def annotations_by_image(self) -> Mapping[tuple[str, int], Sequence[Annotation]]:
+        """Annotations grouped by ``(split, image_id)``, in file order.
+
+        Annotations left in their file (:class:`segdata.stored.StoredAnnotations`)
+        are grouped without being parsed; each group is parsed where it is used.
+        """
         if self._by_image is None:
-            grouped: dict[tuple[str, int], list[Annotation]] = defaultdict(list)
-            for ann in self.annotations:
-                grouped[(ann.split, ann.image_id)].append(ann)
-            self._by_image = dict(grouped)
+            if hasattr(self.annotations, "by_image"):
+                self._by_image = self.annotations.by_image()
+            else:
+                grouped: dict[tuple[str, int], list[Annotation]] = defaultdict(list)
+                for ann in self.annotations:
+                    grouped[(ann.split, ann.image_id)].append(ann)
+                self._by_image = dict(grouped)
         return self._by_image
 
-    def iter_images(self) -> Iterator[tuple[ImageRecord, list[Annotation]]]:
+    def iter_images(self) -> Iterator[tuple[ImageRecord, Sequence[Annotation]]]:
         """Each image with its annotations, so that masks are decoded one image at a time."""
         grouped = self.annotations_by_image()
         for image in self.images:

@@ -20,7 +20,9 @@ R = TypeVar("R")
 
 
 def default_workers() -> int:
-    """All cores this process may use."""
+    """The workers :func:`prepare` was given, else all cores this process may use."""
+    if _prepared is not None:
+        return _prepared
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -33,6 +35,7 @@ try:
 except (OSError, AttributeError):
     _libc = None
 _started: tuple[int, ProcessPoolExecutor] | None = None
+_prepared: int | None = None  # the command's --workers, once prepare() has been told
 _dask = None  # a distributed.Client, once use_scheduler() has connected one
 
 
@@ -83,6 +86,8 @@ def prepare(workers: int | None = None, scheduler: str | None = None) -> None:
     With ``scheduler`` on that Dask cluster (:func:`use_scheduler`),
     otherwise in this process and helpers forked now (:func:`start_workers`).
     """
+    global _prepared
+    _prepared = workers
     use_scheduler(scheduler, workers)  # None: this process's earlier cluster, if any, is let go
     if not scheduler:
         start_workers(workers)

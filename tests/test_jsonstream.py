@@ -1,4 +1,5 @@
-"""segdata.jsonstream: chunked parsing gives exactly what a whole-document parse gives, or steps aside."""
+"""segdata.jsonstream: parsing an array's items by byte span gives exactly what a whole-document parse gives,
+or steps aside."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import orjson
 import pytest
 
 from segdata import jsonstream
-from segdata.jsonstream import Unscannable, read_with_array_chunks
+from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array_items
 
 
 def _streamed(path, key="annotations"):
-    head, chunks = read_with_array_chunks(path, key)
-    return head, [item for chunk in chunks for item in chunk]
+    head, starts, closing = read_array_items(path, key)
+    return head, [item for spans in chunk_spans(starts, closing) for item in parse_items(path, *spans)]
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def test_every_coco_file_streams_to_the_whole_parse(samples_dir, conformance_dir
 
 @pytest.mark.parametrize("text, items", [
     pytest.param(b'{"annotations": []}', [], id="empty"),
-    pytest.param(b'{"x": "\\\\", "annotations": [{"f": "a\\"]},"}, 2]}', [{"f": 'a"]},'}, 2], id="escapes"),
+    pytest.param(b'{"x": "\\\\", "annotations": [{"f": "a\\"]},"}, [2]]}', [{"f": 'a"]},'}, [2]], id="escapes"),
     pytest.param(b'{"x": {"annotations": 1}, "annotations" : [[1], {"a": [2]}]}', [[1], {"a": [2]}],
                  id="nested-key-of-the-same-name"),
     pytest.param(b' \n{"annotations":[{"b":"\\\\\\\\"}, {"c":"[\\\\"}],"images":[]}', [{"b": "\\\\"}, {"c": "[\\"}],
@@ -56,6 +57,9 @@ def test_strings_escapes_and_nesting(tmp_path, tiny_blocks, text, items):
     pytest.param(b'{"images": []}', id="key-missing"),
     pytest.param(b'{"annotations": {"a": 1}}', id="not-an-array"),
     pytest.param(b'{"annotations": [{"a": 1},, {"b": 2}]}', id="double-comma"),
+    pytest.param(b'{"annotations": [{"a": 1}, 2]}', id="scalar-item"),
+    pytest.param(b'{"annotations": [3, {"a": 1}]}', id="scalar-first-item"),
+    pytest.param(b'{"annotations": [{"a": 1},]}', id="trailing-comma"),
     pytest.param(b'{"annotations": [{"a": NaN}]}', id="nan"),
     pytest.param(b'{"annotations": [{"a": 1}', id="truncated"),
     pytest.param(b'{"annotations": [], "annotations": []}', id="key-twice"),

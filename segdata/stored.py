@@ -1,0 +1,237 @@
+"""Annotations left in the JSON file they came from: columns in memory, records parsed where they are used.
+
+Read whole, a COCO-train-sized file (400 MB, 860,000 instances) becomes
+~1.3 GB of Python objects, and every job holds them all although it works
+one image at a time.  :class:`StoredAnnotations` keeps, per annotation,
+only the numbers jobs select by (ids, category, crowd, image size, defect)
+and the byte span of its record; an image's records are read and parsed
+again where that image is worked on — in a helper process, when there is
+one — so memory grows by ~60 bytes per annotation, not ~1.5 KB.
+
+Every file must stay unchanged while the dataset is in use, and a Dask
+worker must see it at the same path (as it must the images).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from segdata.jsonstream import parse_items
+from segdata.model import Annotation
+
+#: ``decode(record, split, height, width, defect, mask_ok) -> Annotation``: the reader's own record decoder.
+Decoder = Callable[[dict, str, int, int, "str | None", bool], Annotation]
+
+#: The per-annotation columns and their types.
+COLUMNS = {
+    "file": np.int16, "split": np.int16, "start": np.int64, "stop": np.int64,
+    "id": np.int64, "image_id": np.int64, "category_id": np.int64, "iscrowd": np.bool_,
+    "height": np.int32, "width": np.int32, "defect": np.int16, "mask_ok": np.bool_, "face": np.int8,
+}
+FACES = ("polygon", "rle", "uncompressed-rle")
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Everything needed to rebuild some rows, and nothing else: what a helper process receives."""
+
+    files: tuple[str, ...]
+    splits: tuple[str, ...]
+    defects: tuple[str, ...]
+    decode: Decoder
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.columns["id"])
+
+    def build(self) -> list[Annotation]:
+        """Read, parse and decode the rows, in their order."""
+        c = self.columns
+        out: list[Annotation | None] = [None] * len(self)
+        order = np.lexsort((c["start"], c["file"]))
+        for file_index in np.unique(c["file"]).tolist():
+            rows = order[c["file"][order] == file_index]
+            records = parse_items(self.files[file_index], c["start"][rows], c["stop"][rows])
+            for row, record in zip(rows.tolist(), records):
+                defect = int(c["defect"][row])
+                out[row] = self.decode(record, self.splits[c["split"][row]], int(c["height"][row]),
+                                       int(c["width"][row]), self.defects[defect] if defect >= 0 else None,
+                                       bool(c["mask_ok"][row]))
+        return out  # type: ignore[return-value]
+
+
+class AnnotationGroup(Sequence[Annotation]):
+    """The annotations of one image, parsed on first use; what travels to a helper is only their rows.
+
+    ``len()`` and truth need no parsing, so that jobs can pass over images
+    without annotations cheaply.
+    """
+
+    __slots__ = ("_rows", "_items")
+
+    def __init__(self, rows: _Rows):
+        self._rows = rows
+        self._items: list[Annotation] | None = None
+
+    def _built(self) -> list[Annotation]:
+        if self._items is None:
+            self._items = self._rows.build()
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index):
+        return self._built()[index]
+
+    def __iter__(self) -> Iterator[Annotation]:
+        return iter(self._built())
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+    def __reduce__(self):
+        return AnnotationGroup, (self._rows,)
+
+    def __repr__(self) -> str:
+        return f"AnnotationGroup({len(self)} annotations)"
+
+
+class StoredAnnotations(Sequence[Annotation]):
+    """A read-only sequence of annotations kept as columns and byte spans in their source files.
+
+    Indexing and iteration decode records on demand (iteration a few
+    thousand at a time, in file order), so walking all of them holds one
+    batch; :meth:`by_image` hands out each image's :class:`AnnotationGroup`.
+
+    Parameters
+    ----------
+    files : sequence of str
+        The source files; ``columns["file"]`` indexes them.
+    splits : sequence of str
+        Split names; ``columns["split"]`` indexes them.
+    defects : sequence of str
+        Finding codes; ``columns["defect"]`` indexes them (-1: none).
+    decode : callable
+        The reader's module-level record decoder (:data:`Decoder`).
+    columns : dict of str to ndarray
+        One array per name of :data:`COLUMNS`, all of one length.
+    """
+
+    def __init__(self, files: Sequence[str], splits: Sequence[str], defects: Sequence[str], decode: Decoder,
+                 columns: dict[str, np.ndarray]):
+        self.files, self.splits, self.defects = tuple(files), tuple(splits), tuple(defects)
+        self.decode = decode
+        self.columns = {name: np.asarray(columns[name], dtype) for name, dtype in COLUMNS.items()}
+        self._groups: tuple[dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray] | None = None
+
+    def rows(self, indices: np.ndarray | slice) -> _Rows:
+        """The rows at ``indices``, detached from the rest."""
+        return _Rows(self.files, self.splits, self.defects, self.decode,
+                     {name: values[indices] for name, values in self.columns.items()})
+
+    def __len__(self) -> int:
+        return len(self.columns["id"])
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.rows(index).build()
+        if not -len(self) <= index < len(self):
+            raise IndexError("annotation index out of range")
+        return self.rows(slice(index, index + 1 or None)).build()[0]
+
+    def __iter__(self) -> Iterator[Annotation]:
+        step = 4096
+        for first in range(0, len(self), step):
+            yield from self.rows(slice(first, first + step)).build()
+
+    def __repr__(self) -> str:
+        return f"StoredAnnotations({len(self)} annotations in {len(self.files)} files)"
+
+    def with_split(self, name: str) -> StoredAnnotations:
+        """The same annotations, all in split ``name``."""
+        columns = dict(self.columns, split=np.zeros(len(self), np.int16))
+        return StoredAnnotations(self.files, (name,), self.defects, self.decode, columns)
+
+    @staticmethod
+    def concat(parts: Sequence[StoredAnnotations]) -> StoredAnnotations:
+        """One store holding the rows of ``parts`` in order (their decoders must be the same)."""
+        files, splits, defects = [], [], []
+        columns: dict[str, list[np.ndarray]] = {name: [] for name in COLUMNS}
+        for part in parts:
+            if part.decode is not parts[0].decode:
+                raise ValueError("cannot join stores of different readers")
+            remap = {"file": (part.files, files), "split": (part.splits, splits), "defect": (part.defects, defects)}
+            for name, values in part.columns.items():
+                if name in remap:
+                    own, joined = remap[name]
+                    table = np.array([_index_of(joined, value) for value in own] + [-1], np.int64)
+                    values = table[values].astype(COLUMNS[name])  # -1 indexes the -1 appended last
+                columns[name].append(values)
+        return StoredAnnotations(files, splits, defects, parts[0].decode,
+                                 {name: np.concatenate(values) if values else np.zeros(0, COLUMNS[name])
+                                  for name, values in columns.items()})
+
+    def by_image(self) -> Mapping[tuple[str, int], AnnotationGroup]:
+        """Each image's annotations, keyed by ``(split, image_id)``, in file order within an image."""
+        return _GroupedRows(self)
+
+    def _image_index(self) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+        """Per split: sorted image ids and where each one's run starts in ``order``; and ``order``."""
+        if self._groups is None:
+            c = self.columns
+            order = np.lexsort((np.arange(len(self)), c["image_id"], c["split"]))
+            per_split = {}
+            for split in np.unique(c["split"]).tolist():
+                rows = np.flatnonzero(c["split"][order] == split)
+                ids = c["image_id"][order[rows]]
+                starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+                per_split[split] = (ids[starts], np.r_[starts, len(ids)] + rows[0])
+            self._groups = per_split, order
+        return self._groups
+
+
+def _index_of(items: list[str], value: str) -> int:
+    if value not in items:
+        items.append(value)
+    return items.index(value)
+
+
+class _GroupedRows(Mapping[tuple[str, int], AnnotationGroup]):
+    """``(split, image_id) → AnnotationGroup``, made on each lookup (nothing decoded is kept here)."""
+
+    def __init__(self, store: StoredAnnotations):
+        self._store = store
+        self._per_split, self._order = store._image_index()
+        self._split_index = {name: index for index, name in enumerate(store.splits)}
+
+    def _span(self, key: tuple[str, int]) -> tuple[int, int] | None:
+        split = self._split_index.get(key[0])
+        if split not in self._per_split or not isinstance(key[1], (int, np.integer)):
+            return None
+        ids, bounds = self._per_split[split]
+        at = int(np.searchsorted(ids, key[1]))
+        if at == len(ids) or ids[at] != key[1]:
+            return None
+        return int(bounds[at]), int(bounds[at + 1])
+
+    def __getitem__(self, key: tuple[str, int]) -> AnnotationGroup:
+        span = self._span(key)
+        if span is None:
+            raise KeyError(key)
+        return AnnotationGroup(self._store.rows(self._order[span[0]:span[1]]))
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, tuple) and len(key) == 2 and self._span(key) is not None
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        for split, (ids, _) in self._per_split.items():
+            name = self._store.splits[split]
+            for image_id in ids.tolist():
+                yield name, image_id
+
+    def __len__(self) -> int:
+        return sum(len(ids) for ids, _ in self._per_split.values())
+
