@@ -42,7 +42,8 @@ from segdata.converters._raster import (image_size, masks_by_value, paintable,
 from segdata.errors import FormatError, ReadError, UsageError
 from segdata.io import output_dir
 from segdata.masks import Mask
-from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
+from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
+                           annotation_values)
 from segdata.parallel import map_images
 from segdata.semantic import encode_png, map_path, palette_rgb
 
@@ -430,9 +431,10 @@ def write(
                 "".join(f"{s}\n" for s in stems), encoding="utf-8")
         (staging / "labelmap.txt").write_text(_labelmap(dataset, palette), encoding="utf-8")
     known = {(i.split, i.id) for i in dataset.images}
-    for ann in dataset.annotations:
-        if (ann.split, ann.image_id) not in known:
-            report.add("skipped", ann.split, ann.image_id, ann.id, ann.defect or "image-ref-unknown")
+    for split, image_id, ann_id, defect in zip(*(annotation_values(dataset.annotations, name).tolist()
+                                                 for name in ("split", "image_id", "id", "defect"))):
+        if (split, image_id) not in known:
+            report.add("skipped", split, image_id, ann_id, defect or "image-ref-unknown")
     return report
 
 
@@ -447,7 +449,7 @@ def _check_images(dataset: Dataset) -> None:
             raise UsageError(f"images {seen[stem]} and {image.id} would both be written as {stem} (VOC has one "
                              "folder for every split)", record=f"image {image.id}")
         seen[stem] = image.id
-        instances = sum(1 for a in anns if not a.iscrowd and a.defect is None and a.mask is not None)
+        instances = int((annotation_values(anns, "usable") & ~annotation_values(anns, "iscrowd")).sum())
         if instances > _MAX_INSTANCES:
             raise UsageError(f"{instances} instances do not fit an 8-bit SegmentationObject PNG (at most "
                              f"{_MAX_INSTANCES}: 0 is background, 255 void)",

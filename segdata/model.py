@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from segdata.masks import Mask
 
 if TYPE_CHECKING:
@@ -139,6 +141,25 @@ class ConversionReport:
             "min_iou": min(every) if every else None,
             "changes": [asdict(c) for c in self.changes],
         }
+
+
+_FIELDS = {"split": object, "defect": object, "id": np.int64, "image_id": np.int64, "category_id": np.int64, "iscrowd": bool,
+           "usable": bool}
+
+
+def annotation_values(annotations: Sequence[Annotation], name: str) -> np.ndarray:
+    """One field of every annotation, in order, without decoding masks where they are stored.
+
+    ``name`` is ``split``, ``id``, ``image_id``, ``category_id``, ``iscrowd``,
+    ``defect`` (a finding code or None) or ``usable`` (no defect and a decoded mask): what jobs count and select
+    by, read from columns for :mod:`segdata.stored` annotations and from the
+    objects otherwise.
+    """
+    if hasattr(annotations, "values"):
+        return annotations.values(name)
+    if name == "usable":
+        return np.array([a.defect is None and a.mask is not None for a in annotations], bool)
+    return np.array([getattr(a, name) for a in annotations], _FIELDS[name])
 
 
 @dataclass

@@ -28,7 +28,7 @@ from collections import Counter
 import numpy as np
 
 from segdata.errors import UsageError
-from segdata.model import Dataset
+from segdata.model import Dataset, annotation_values
 from segdata.validators.leakage import LEAK_CODES, LeakageResult
 from segdata.validators.leakage_fix import move_images
 
@@ -116,13 +116,13 @@ def split_dataset(dataset: Dataset, fractions: dict[str, float], *, group_regex:
         raise UsageError(f"fractions must be positive and sum to 1, found {fractions}")
     names, shares = list(fractions), np.array(list(fractions.values()), float)
     grouped = dataset.annotations_by_image()
-    classes = sorted(dataset.categories) or sorted({a.category_id for a in dataset.annotations})
+    classes = sorted(dataset.categories) or sorted(set(annotation_values(dataset.annotations, "category_id").tolist()))
     column = {c: k for k, c in enumerate(classes)}
     present = np.zeros((len(dataset.images), len(classes)), np.int64)
     for n, image in enumerate(dataset.images):
-        for ann in grouped.get((image.split, image.id), []):
-            if ann.category_id in column:
-                present[n, column[ann.category_id]] = 1
+        for category_id in annotation_values(grouped.get((image.split, image.id), []), "category_id").tolist():
+            if category_id in column:
+                present[n, column[category_id]] = 1
     units = _units(dataset, group_regex, leaks)
     unit_classes = np.array([present[u].sum(axis=0) for u in units]).reshape(len(units), len(classes))
     unit_sizes = np.array([len(u) for u in units])

@@ -6,7 +6,7 @@ one image at a time.  :class:`StoredAnnotations` keeps, per annotation,
 only the numbers jobs select by (ids, category, crowd, image size, defect)
 and the byte span of its record; an image's records are read and parsed
 again where that image is worked on — in a helper process, when there is
-one — so memory grows by ~60 bytes per annotation, not ~1.5 KB.
+one — so memory grows by ~30 bytes per annotation, not ~1.5 KB.
 
 Every file must stay unchanged while the dataset is in use, and a Dask
 worker must see it at the same path (as it must the images).
@@ -46,6 +46,10 @@ class _Rows:
     def __len__(self) -> int:
         return len(self.columns["id"])
 
+    def values(self, name: str) -> np.ndarray:
+        """A field of every row without parsing it (see :func:`segdata.model.annotation_values`)."""
+        return _values(self.columns, self.splits, self.defects, name)
+
     def build(self) -> list[Annotation]:
         """Read, parse and decode the rows, in their order."""
         c = self.columns
@@ -83,6 +87,10 @@ class AnnotationGroup(Sequence[Annotation]):
     def __len__(self) -> int:
         return len(self._rows)
 
+    def values(self, name: str) -> np.ndarray:
+        """A field of each annotation, without parsing (see :func:`segdata.model.annotation_values`)."""
+        return self._rows.values(name)
+
     def __getitem__(self, index):
         return self._built()[index]
 
@@ -100,7 +108,8 @@ class AnnotationGroup(Sequence[Annotation]):
 
 
 class StoredAnnotations(Sequence[Annotation]):
-    """A read-only sequence of annotations kept as columns and byte spans in their source files.
+    """A read-only sequence of annotations kept as columns (integers as narrow as their values allow)
+    and byte spans in their source files.
 
     Indexing and iteration decode records on demand (iteration a few
     thousand at a time, in file order), so walking all of them holds one
@@ -124,7 +133,7 @@ class StoredAnnotations(Sequence[Annotation]):
                  columns: dict[str, np.ndarray]):
         self.files, self.splits, self.defects = tuple(files), tuple(splits), tuple(defects)
         self.decode = decode
-        self.columns = {name: np.asarray(columns[name], dtype) for name, dtype in COLUMNS.items()}
+        self.columns = {name: _narrow(np.asarray(columns[name], dtype)) for name, dtype in COLUMNS.items()}
         self._groups: tuple[dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray] | None = None
 
     def rows(self, indices: np.ndarray | slice) -> _Rows:
@@ -134,6 +143,10 @@ class StoredAnnotations(Sequence[Annotation]):
 
     def __len__(self) -> int:
         return len(self.columns["id"])
+
+    def values(self, name: str) -> np.ndarray:
+        """A field of every annotation, without parsing (see :func:`segdata.model.annotation_values`)."""
+        return _values(self.columns, self.splits, self.defects, name)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
@@ -168,7 +181,7 @@ class StoredAnnotations(Sequence[Annotation]):
                 if name in remap:
                     own, joined = remap[name]
                     table = np.array([_index_of(joined, value) for value in own] + [-1], np.int64)
-                    values = table[values].astype(COLUMNS[name])  # -1 indexes the -1 appended last
+                    values = table[values]  # -1 indexes the -1 appended last
                 columns[name].append(values)
         return StoredAnnotations(files, splits, defects, parts[0].decode,
                                  {name: np.concatenate(values) if values else np.zeros(0, COLUMNS[name])
@@ -191,6 +204,25 @@ class StoredAnnotations(Sequence[Annotation]):
                 per_split[split] = (ids[starts], np.r_[starts, len(ids)] + rows[0])
             self._groups = per_split, order
         return self._groups
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """Integers in the smallest signed type that holds them: most ids fit 32 bits, sizes and codes 16 or 8."""
+    if values.dtype.kind != "i" or not len(values):
+        return values
+    low, high = int(values.min()), int(values.max())
+    dtype = next(t for t in (np.int8, np.int16, np.int32, np.int64) if np.iinfo(t).min <= low and high <= np.iinfo(t).max)
+    return values.astype(dtype, copy=False)
+
+
+def _values(columns: dict[str, np.ndarray], splits: tuple[str, ...], defects: tuple[str, ...], name: str) -> np.ndarray:
+    if name == "usable":
+        return (columns["defect"] < 0) & columns["mask_ok"]
+    if name == "split":
+        return np.array(splits, object)[columns["split"]] if splits else np.zeros(0, object)
+    if name == "defect":
+        return np.array([*defects, None], object)[columns["defect"]]  # -1 picks the None
+    return columns[name]
 
 
 def _index_of(items: list[str], value: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from segdata.model import Dataset
+from segdata.model import Dataset, annotation_values
 
 #: Version of the JSON object returned by :func:`summarize`; bumped on any incompatible change.
 SCHEMA_VERSION = 1
@@ -31,12 +31,12 @@ def summarize(dataset: Dataset) -> dict[str, Any]:
         per_split[image.split]["images"] += 1
         if not grouped.get((image.split, image.id)):
             per_split[image.split]["unannotated_images"] += 1
-    for ann in dataset.annotations:
-        counts = per_split.setdefault(ann.split, {"images": 0, "annotations": 0, "crowd": 0,
-                                                   "unannotated_images": 0})
+    for split, crowd, category_id in zip(*(annotation_values(dataset.annotations, name).tolist()
+                                           for name in ("split", "iscrowd", "category_id"))):
+        counts = per_split.setdefault(split, {"images": 0, "annotations": 0, "crowd": 0, "unannotated_images": 0})
         counts["annotations"] += 1
-        counts["crowd"] += ann.iscrowd
-        instances[(ann.category_id, ann.split)] += 1
+        counts["crowd"] += crowd
+        instances[(category_id, split)] += 1
     totals = {key: sum(c[key] for c in per_split.values())
               for key in ("images", "annotations", "crowd", "unannotated_images")}
     categories = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from segdata.model import Dataset, Finding
+from segdata.model import Dataset, Finding, annotation_values
 from segdata.validators._registry import CODES, Context, reader_findings, register
 
 _FROM_READER = ("image-id-duplicate", "annotation-id-duplicate", "image-ref-unknown", "category-unknown")
@@ -25,7 +25,7 @@ def check_schema(dataset: Dataset, context: Context) -> Iterable[Finding]:
     yield from reader_findings(dataset, [c for c in _FROM_READER if c in context.codes])
     if not context.wants("category-unused"):
         return
-    used = Counter(ann.category_id for ann in dataset.annotations)
+    used = Counter(annotation_values(dataset.annotations, "category_id").tolist())
     for category in dataset.categories.values():
         if not used[category.id]:
             yield Finding("category-unused", CODES["category-unused"],
