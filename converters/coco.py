@@ -20,7 +20,7 @@ directly), images in ``ROOT/images/<split>/``, ``ROOT/<split>/`` or
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +100,10 @@ def _require(record: dict, key: str, kind: type | tuple, path: Path, where: str)
 def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, root: Path) -> None:
     split = _split_name(json_path)
     try:
-        data, starts, closing = read_array_items(json_path, "annotations")
-        head = _read_head(json_path, split, data, [], dataset.categories, images_root, root)
+        data, arrays = read_array_items(json_path, "annotations", "images")
+        starts, closing = arrays["annotations"]
+        images = (raw for spans in chunk_spans(*arrays["images"]) for raw in parse_items(json_path, *spans))
+        head = _read_head(json_path, split, data, images, dataset.categories, images_root, root)
         tasks = [(str(json_path), first, item_starts, item_stops) for first, (item_starts, item_stops) in
                  zip(_firsts(starts, closing), chunk_spans(starts, closing, _INDEX_BYTES))]
         chunks = list(map_images(_index_records, tasks, batch_size=1, workers=None if len(tasks) > 1 else 1))
@@ -117,7 +119,11 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
         if not isinstance(data, dict):
             raise FormatError(f"expected a JSON object, found {type(data).__name__}", path=json_path) from None
         records = data.pop("annotations", None)
-        head = _read_head(json_path, split, data, records, dataset.categories, images_root, root)
+        for key, value in (("images", data.get("images")), ("annotations", records)):
+            if not isinstance(value, list):
+                raise FormatError(f"missing required list {key!r}" if value is None else
+                                  f"{key!r} must be a list, found {type(value).__name__}", path=json_path)
+        head = _read_head(json_path, split, data, data.get("images"), dataset.categories, images_root, root)
         index = _index_records((str(json_path), 0, records, None))
         defect, mask_ok, findings = _resolve(json_path, split, index, dataset.categories, head.sizes)
         heights, widths = head.sizes.dimensions(index.columns["image_id"])
@@ -171,13 +177,9 @@ class _Head:
     findings: list[Finding]
 
 
-def _read_head(json_path: Path, split: str, data: dict, first_annotations: Any, categories: dict[int, Category],
+def _read_head(json_path: Path, split: str, data: dict, image_records: Iterable[Any], categories: dict[int, Category],
                images_root: Path | None, root: Path) -> _Head:
     """One split's categories (joining ``categories``) and images, with the findings about them."""
-    for key, value in (("images", data.get("images")), ("annotations", first_annotations)):
-        if not isinstance(value, list):
-            raise FormatError(f"missing required list {key!r}" if value is None else
-                              f"{key!r} must be a list, found {type(value).__name__}", path=json_path)
     findings: list[Finding] = []
     for index, raw in enumerate(data.get("categories") or []):
         where = f"category index {index}"
@@ -195,7 +197,7 @@ def _read_head(json_path: Path, split: str, data: dict, first_annotations: Any, 
 
     seen: set[int] = set()
     images: list[ImageRecord] = []
-    for index, raw in enumerate(data["images"]):
+    for index, raw in enumerate(image_records):
         if not isinstance(raw, dict):
             raise FormatError(f"expected an object, found {type(raw).__name__}", path=json_path,
                               record=f"image index {index}")
@@ -225,7 +227,7 @@ ANNOTATION_DEFECTS = ("annotation-id-duplicate", "category-unknown", "image-ref-
                       "polygon-too-few-points", "coordinate-non-finite")
 _FACE = {"polygon": 0, "rle": 1, "uncompressed-rle": 2}
 #: Bytes of annotation records checked per task when reading (a helper takes every other task).
-_INDEX_BYTES = 1 << 22
+_INDEX_BYTES = 1 << 20
 
 
 @dataclass

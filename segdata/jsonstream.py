@@ -91,25 +91,24 @@ def _structure(handle: BinaryIO) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.concatenate(found) if found else np.zeros(0, np.int64) for found in (keys, items, ends))
 
 
-def read_array_items(path: str | Path, key: str) -> tuple[dict[str, Any], np.ndarray, int]:
-    """Parse a JSON object except its ``key`` array, and find where that array's items are.
+def read_array_items(path: str | Path, *keys: str) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, int]]]:
+    """Parse a JSON object except its ``keys``' arrays, and find where those arrays' items are.
 
     Parameters
     ----------
     path : str or Path
         The JSON file.
-    key : str
-        Top-level key of the array (``"annotations"``); its items must be objects or arrays.
+    *keys : str
+        Top-level keys of the arrays (``"annotations"``); their items must be objects or arrays.
 
     Returns
     -------
     head : dict
         Every other member, parsed; ``head[key]`` is an empty list.
-    starts : ndarray of int64
-        Byte offset of each item's opening bracket, in order.
-    closing : int
-        Byte offset of the array's closing bracket.  Item ``i`` is what lies
-        in ``[starts[i], starts[i + 1])`` (or up to ``closing``), its comma included.
+    arrays : dict
+        ``key → (starts, closing)``: the byte offset of each item's opening
+        bracket, in order, and of the array's closing bracket.  Item ``i`` is
+        what lies in ``[starts[i], starts[i + 1])`` (or up to ``closing``), its comma included.
 
     Raises
     ------
@@ -124,8 +123,8 @@ def read_array_items(path: str | Path, key: str) -> tuple[dict[str, Any], np.nda
     >>> import tempfile, os
     >>> fd, name = tempfile.mkstemp(suffix=".json"); os.write(fd, b'{"a": [[1], {"b": "],\\\\""}], "c": 2}')
     35
-    >>> head, starts, closing = read_array_items(name, "a")
-    >>> head, parse_items(name, *next(chunk_spans(starts, closing)))
+    >>> head, arrays = read_array_items(name, "a")
+    >>> head, parse_items(name, *next(chunk_spans(*arrays["a"])))
     ({'a': [], 'c': 2}, [[1], {'b': '],"'}])
     >>> os.close(fd); os.unlink(name)
     """
@@ -135,7 +134,7 @@ def read_array_items(path: str | Path, key: str) -> tuple[dict[str, Any], np.nda
     except OSError as err:
         raise ReadError(f"cannot read file ({err.strerror})", path=path) from err
     with handle:
-        return _split(handle, key)
+        return _split(handle, keys)
 
 
 def chunk_spans(starts: np.ndarray, closing: int, size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -181,38 +180,44 @@ def parse_items(path: str | Path, starts: np.ndarray, stops: np.ndarray) -> list
     return items
 
 
-def _split(handle: BinaryIO, key: str) -> tuple[dict[str, Any], np.ndarray, int]:
-    """The document without ``key``'s items, parsed; where those items start; where the array closes."""
+def _split(handle: BinaryIO, keys: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, int]]]:
+    """The document without the items of ``keys``' arrays, parsed; where those items start; where each array closes."""
     if not handle.read(SCAN_BLOCK).lstrip().startswith(b"{"):
         raise Unscannable("not an object")
-    keys, items, ends = _structure(handle)
-    name = orjson.dumps(key)
-    found = []
-    for position in keys.tolist():
+    key_starts, items, ends = _structure(handle)
+    arrays = {}
+    for key in keys:
+        name = orjson.dumps(key)
+        found = []
+        for position in key_starts.tolist():
+            handle.seek(position)
+            if handle.read(len(name)) == name:
+                found.append(position)
+        if len(found) != 1:
+            raise Unscannable(f"{key!r} found {len(found)} times")
+        after_name = found[0] + len(name)
+        handle.seek(after_name)
+        following = handle.read(256)
+        value = following.lstrip()
+        if not value.startswith(b":") or not value[1:].lstrip().startswith(b"["):
+            raise Unscannable(f"{key!r} is not an array")
+        opening = after_name + len(following) - len(value[1:].lstrip())
+        closing = int(ends[np.searchsorted(ends, opening)])
+        starts = items[(items > opening) & (items < closing)]
+        handle.seek(opening + 1)  # nothing but blanks before the first item, no comma after the last
+        before_first = handle.read((int(starts[0]) if len(starts) else closing) - opening - 1)
+        handle.seek(max(opening + 1, closing - 256))
+        if before_first.strip() or handle.read(closing - handle.tell()).rstrip().endswith(b","):
+            raise Unscannable(f"{key!r} holds an item that is not an object or an array")
+        arrays[key] = (opening, starts, closing)
+    pieces, position = [], 0
+    for opening, _, closing in sorted(arrays.values(), key=lambda found: found[0]):
         handle.seek(position)
-        if handle.read(len(name)) == name:
-            found.append(position)
-    if len(found) != 1:
-        raise Unscannable(f"{key!r} found {len(found)} times")
-    after_name = found[0] + len(name)
-    handle.seek(after_name)
-    following = handle.read(256)
-    value = following.lstrip()
-    if not value.startswith(b":") or not value[1:].lstrip().startswith(b"["):
-        raise Unscannable(f"{key!r} is not an array")
-    opening = after_name + len(following) - len(value[1:].lstrip())
-    closing = int(ends[np.searchsorted(ends, opening)])
-    starts = items[(items > opening) & (items < closing)]
-    handle.seek(opening + 1)  # nothing but blanks before the first item, no comma after the last
-    before_first = handle.read((int(starts[0]) if len(starts) else closing) - opening - 1)
-    handle.seek(max(opening + 1, closing - 256))
-    if before_first.strip() or handle.read(closing - handle.tell()).rstrip().endswith(b","):
-        raise Unscannable(f"{key!r} holds an item that is not an object or an array")
-    handle.seek(0)
-    before = handle.read(opening)
-    handle.seek(closing + 1)
+        pieces += [handle.read(opening - position), b"[]"]
+        position = closing + 1
+    handle.seek(position)
     try:
-        head = orjson.loads(before + b"[]" + handle.read())
+        head = orjson.loads(b"".join(pieces) + handle.read())
     except orjson.JSONDecodeError as err:
         raise Unscannable(str(err)) from err
-    return head, starts, closing
+    return head, {key: (starts, closing) for key, (_, starts, closing) in arrays.items()}

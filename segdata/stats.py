@@ -46,6 +46,7 @@ sends back only its class histogram and its instances' areas, reduced here.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -281,7 +282,9 @@ def class_stats(
         raise UsageError(f"rare_instance_share must be in [0, 1] and rare_images ≥ 0; found "
                          f"{rare_instance_share} and {rare_images}")
     config = settings(dataset.categories, overlap=overlap, crowd="void", on_invalid="skip")
-    image_rows, pixel_rows, instance_rows = [], [], []
+    # one typed column per field: 8 bytes a value instead of a tuple of Python ints per row (860k instances)
+    rows = {frame: {name: array("q") for name in names} for frame, names in _ROWS.items()}
+    split_code = {split: code for code, split in enumerate(dataset.splits)}
     skipped_images = skipped_annotations = unknown_pixels = from_label_maps = 0
     label_maps = label_maps or {}
     job = partial(_image_counts, config=config)
@@ -292,19 +295,19 @@ def class_stats(
         if result is None:
             skipped_images += 1
             continue
-        split = result["split"]
+        split = split_code[result["split"]]
         skipped_annotations += result["skipped"]
         unknown_pixels += result["unknown"]
         from_label_maps += result["from_label_map"]
-        classes = {cat for cat, _crowd, _area in result["instances"]}
-        image_rows.append((split, index, result["size"], result["void"], len(result["instances"]),
-                           len(classes)))
-        pixel_rows += [(split, index, value, count, result["size"])
-                       for value, count in result["pixels"].items()]
-        instance_rows += [(split, index, cat, crowd, area) for cat, crowd, area in result["instances"]]
-    images = pd.DataFrame(image_rows, columns=["split", "image", "size", "void", "instances", "classes"])
-    pixels = pd.DataFrame(pixel_rows, columns=["split", "image", "class_id", "pixels", "size"])
-    instances = pd.DataFrame(instance_rows, columns=["split", "image", "class_id", "iscrowd", "area"])
+        found = result["instances"]
+        _append(rows["images"], split, index, size=[result["size"]], void=[result["void"]],
+                instances=[len(found)], classes=[len({cat for cat, _crowd, _area in found})])
+        _append(rows["pixels"], split, index, class_id=list(result["pixels"]), pixels=list(result["pixels"].values()),
+                size=[result["size"]] * len(result["pixels"]))
+        _append(rows["instances"], split, index, class_id=[f[0] for f in found], iscrowd=[f[1] for f in found],
+                area=[f[2] for f in found])
+    images, pixels, instances = (_frame(rows[name], dataset.splits) for name in _ROWS)
+    instances["iscrowd"] = instances["iscrowd"].astype(bool)
 
     names = {config.background_value: BACKGROUND, **{c.id: c.name for c in dataset.categories.values()}}
     order = [config.background_value, *dataset.categories]
@@ -330,6 +333,28 @@ def class_stats(
                   "rare_images": rare_images, "images_skipped": skipped_images,
                   "annotations_skipped": skipped_annotations,
                   "images_from_label_maps": from_label_maps, "unknown_pixels": unknown_pixels})
+
+
+_ROWS = {"images": ("split", "image", "size", "void", "instances", "classes"),
+         "pixels": ("split", "image", "class_id", "pixels", "size"),
+         "instances": ("split", "image", "class_id", "iscrowd", "area")}
+
+
+def _append(columns: dict[str, array], split: int, image: int, **values: list[int]) -> None:
+    """Add rows (one per value of each list) of one image to typed columns."""
+    n = len(next(iter(values.values())))
+    columns["split"].extend([split] * n)
+    columns["image"].extend([image] * n)
+    for name, column in values.items():
+        columns[name].extend(column)
+
+
+def _frame(columns: dict[str, array], splits: list[str]) -> pd.DataFrame:
+    """The typed columns as a frame, split codes as names."""
+    data = {name: np.frombuffer(column, np.int64) if len(column) else np.zeros(0, np.int64)
+            for name, column in columns.items()}
+    data["split"] = np.array(splits + [""], object)[data["split"]]
+    return pd.DataFrame(data)
 
 
 def _class_table(images: pd.DataFrame, pixels: pd.DataFrame, instances: pd.DataFrame, order: list[int],

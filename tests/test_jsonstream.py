@@ -11,8 +11,8 @@ from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array
 
 
 def _streamed(path, key="annotations"):
-    head, starts, closing = read_array_items(path, key)
-    return head, [item for spans in chunk_spans(starts, closing) for item in parse_items(path, *spans)]
+    head, arrays = read_array_items(path, key)
+    return head, [item for spans in chunk_spans(*arrays[key]) for item in parse_items(path, *spans)]
 
 
 @pytest.fixture

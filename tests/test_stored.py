@@ -1,0 +1,81 @@
+"""COCO annotations kept in their file (segdata.stored): the same dataset as a whole read, in any number of tasks."""
+
+from __future__ import annotations
+
+import pickle
+
+import orjson
+import pytest
+
+from segdata import parallel
+from segdata.converters import coco
+from segdata.errors import FormatError
+from segdata.model import annotation_values
+from segdata.stored import AnnotationGroup, StoredAnnotations
+
+
+def _everything(dataset):
+    return [repr(a) for a in dataset.annotations], [repr(f) for f in dataset.findings], [repr(i) for i in dataset.images]
+
+
+@pytest.fixture
+def tiny_tasks(monkeypatch):
+    """Reading checks records in tasks of ~2 KB, shared with a helper process."""
+    monkeypatch.setattr(coco, "_INDEX_BYTES", 2048)
+    monkeypatch.setattr(parallel, "_prepared", 2)
+
+
+def test_reading_in_small_tasks_on_two_processes_gives_the_one_task_read(samples_dir, monkeypatch):
+    path = samples_dir / "coco-dirty" / "annotations" / "instances_train.json"
+    one_task = _everything(coco.read(path))
+    monkeypatch.setattr(coco, "_INDEX_BYTES", 2048)
+    monkeypatch.setattr(parallel, "_prepared", 2)
+    stored = coco.read(path)
+    assert isinstance(stored.annotations, StoredAnnotations)
+    assert _everything(stored) == one_task
+    assert path.stat().st_size > 20 * 2048 and len(stored.annotations) > 100
+
+
+def test_defects_found_by_the_tasks_match_the_reference_messages(tmp_path, tiny_tasks):
+    images = [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 3}]
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 3, 0, 3, 2]]},
+            {"id": 1, "image_id": 1, "category_id": 9, "segmentation": [[0, 0, 3, 0, 3, 2]]},
+            {"id": 2, "image_id": 7, "category_id": 1, "segmentation": []},
+            {"id": 3, "image_id": 1, "category_id": 1, "segmentation": {"size": [5, 5], "counts": [25]}},
+            {"id": 4, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 1, float("nan")]]}]
+    anns += [{"id": 10 + i, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 3, 0, 3, 2] * 40]}
+             for i in range(60)]  # enough bytes for several tasks
+    text = orjson.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}]})
+    path = tmp_path / "instances_train.json"
+    path.write_bytes(text)
+    dataset = coco.read(path)
+    assert isinstance(dataset.annotations, StoredAnnotations)
+    assert [(f.code, f.annotation_id) for f in dataset.findings] == [
+        ("annotation-id-duplicate", 1), ("category-unknown", 1), ("image-ref-unknown", 2),
+        ("rle-size-mismatch", 3), ("polygon-odd-coordinates", 4)]
+    assert annotation_values(dataset.annotations, "defect").tolist()[:6] == [
+        None, "annotation-id-duplicate", "image-ref-unknown", "rle-size-mismatch", "polygon-odd-coordinates", None]
+    assert [a.mask is not None for a in dataset.annotations[:6]] == [True, True, False, False, False, True]
+
+
+def test_a_bad_record_in_a_helper_task_names_the_file_and_the_record(tmp_path, tiny_tasks):
+    anns = [{"id": i, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 3, 0, 3, 2] * 40]} for i in range(60)]
+    del anns[45]["image_id"]
+    path = tmp_path / "instances_train.json"
+    path.write_bytes(orjson.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 3}],
+                                   "annotations": anns, "categories": [{"id": 1, "name": "a"}]}))
+    with pytest.raises(FormatError, match=r"instances_train\.json: annotation 45: missing required key 'image_id'"):
+        coco.read(path)
+
+
+def test_an_image_group_travels_as_rows_and_decodes_to_the_same_annotations(samples_dir):
+    dataset = coco.read(samples_dir / "coco-dirty")
+    image = max(dataset.images, key=lambda i: len(dataset.annotations_by_image().get((i.split, i.id), [])))
+    group = dataset.annotations_by_image()[(image.split, image.id)]
+    assert isinstance(group, AnnotationGroup) and len(group) >= 4
+    shipped = pickle.dumps(group)
+    assert len(shipped) < 2500  # rows, not polygons
+    assert [repr(a) for a in pickle.loads(shipped)] == [repr(a) for a in group]
+    by_object = [repr(a) for a in dataset.annotations if (a.split, a.image_id) == (image.split, image.id)]
+    assert [repr(a) for a in group] == by_object
+    assert annotation_values(group, "category_id").tolist() == [a.category_id for a in group]
