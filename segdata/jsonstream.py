@@ -1,17 +1,19 @@
-"""Parse one big array of a JSON document a few megabytes at a time.
+"""Find the items of a JSON document's big arrays, and parse them by byte span.
 
-A COCO file is one object whose ``annotations`` array holds nearly all of
-its bytes.  Parsed whole, a 17 MB file becomes ~150 MB of Python objects
-before the first annotation is converted; parsed in chunks, only one
-chunk's objects are alive at a time.  The chunk boundaries are found by a
-vectorised scan (NumPy, block by block): quotes that are not escaped toggle
-"inside a string"; brackets outside strings change the depth; commas at
-the array's depth separate its items.  Each chunk is then parsed by orjson.
+A COCO file is one object whose ``annotations`` (and ``images``) arrays
+hold nearly all of its bytes.  Parsed whole, a 17 MB file becomes ~150 MB
+of Python objects before the first annotation is converted; parsed a span
+at a time, only one span's objects are alive, and an item can be parsed
+again later from its span alone (:mod:`segdata.stored`).  Where items start
+is found by a vectorised scan (NumPy, block by block): quotes that are not
+escaped toggle "inside a string"; brackets outside strings change the
+depth; an opening bracket at the array's depth starts an item.  Spans are
+parsed by orjson.
 
 Whatever the scan cannot vouch for (a document that is not an object, a
-key that is missing or not an array, a chunk orjson refuses) is left to
-:func:`segdata.io.read_json` on the whole file, so malformed input gets the
-same precise error as before.
+key that is missing or not an array, an item that is not an object or an
+array, a span orjson refuses) is left to :func:`segdata.io.read_json` on
+the whole file, so malformed input gets the same precise error as before.
 """
 
 from __future__ import annotations
