@@ -33,7 +33,7 @@ from segdata.io import dumps_json, output_dir, read_json
 from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array_items
 from segdata.masks import Mask, decode_rle_string
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
-from segdata.parallel import map_images
+from segdata.parallel import map_images, release_free_memory
 from segdata.stored import StoredAnnotations
 
 _SNIFF_BYTES = 1 << 16
@@ -379,6 +379,7 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
     for json_path in files:
         _read_split(json_path, dataset, Path(images_root) if images_root else None,
                     root.parent if root.name == "annotations" else root)
+    release_free_memory()  # the parsed records are gone; their pages would otherwise stay with this process
     return dataset
 
 

@@ -115,8 +115,8 @@ def start_workers(workers: int | None = None) -> None:
         atexit.register(pool.shutdown, cancel_futures=True)
 
 
-def _release_free_memory() -> None:
-    """Give the pages of freed image-sized arrays back to the system, once per batch.
+def release_free_memory() -> None:
+    """Give the pages of freed image-sized arrays back to the system (once per batch, and after a read).
 
     glibc keeps freed blocks in its heap for reuse; per-image arrays of a
     long job leave ~10 MB of such pages per process.  Serving each array
@@ -129,7 +129,7 @@ def _release_free_memory() -> None:
 
 def _run_batch(fn: Callable[[Any], Any], batch: list[Any]) -> list[Any]:
     results = [fn(item) for item in batch]
-    _release_free_memory()
+    release_free_memory()
     return results
 
 
