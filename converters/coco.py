@@ -104,16 +104,12 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
         starts, closing = arrays["annotations"]
         images = (raw for spans in chunk_spans(*arrays["images"]) for raw in parse_items(json_path, *spans))
         head = _read_head(json_path, split, data, images, dataset.categories, images_root, root)
-        tasks = [(str(json_path), first, item_starts, item_stops) for first, (item_starts, item_stops) in
-                 zip(_firsts(starts, closing), chunk_spans(starts, closing, _INDEX_BYTES))]
-        chunks = list(map_images(_index_records, tasks, batch_size=1, workers=None if len(tasks) > 1 else 1))
-        index = _Index.join(chunks)
-        defect, mask_ok, findings = _resolve(json_path, split, index, dataset.categories, head.sizes)
-        heights, widths = head.sizes.dimensions(index.columns["image_id"])
-        annotations = StoredAnnotations(
-            [str(json_path)], [split], ANNOTATION_DEFECTS, _decode,
-            dict(index.columns, file=np.zeros(len(index), np.int16), split=np.zeros(len(index), np.int16),
-                 height=heights, width=widths, defect=defect, mask_ok=mask_ok))
+        spans = list(chunk_spans(starts, closing, _INDEX_BYTES))
+        firsts = np.cumsum([0] + [len(chunk) for chunk, _ in spans]).tolist()
+        tasks = [(str(json_path), first, chunk, stops) for first, (chunk, stops) in zip(firsts, spans)]
+        index = _Index.join(list(map_images(_index_records, tasks, batch_size=1,
+                                            workers=None if len(tasks) > 1 else 1)))
+        records = None
     except Unscannable:  # malformed, or NaN that only Python's json reads: parse whole, as before
         data = read_json(json_path)
         if not isinstance(data, dict):
@@ -125,8 +121,14 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
                                   f"{key!r} must be a list, found {type(value).__name__}", path=json_path)
         head = _read_head(json_path, split, data, data.get("images"), dataset.categories, images_root, root)
         index = _index_records((str(json_path), 0, records, None))
-        defect, mask_ok, findings = _resolve(json_path, split, index, dataset.categories, head.sizes)
-        heights, widths = head.sizes.dimensions(index.columns["image_id"])
+    defect, mask_ok, findings = _resolve(json_path, split, index, dataset.categories, head.sizes)
+    heights, widths = head.sizes.dimensions(index.columns["image_id"])
+    if records is None:
+        annotations = StoredAnnotations(
+            [str(json_path)], [split], ANNOTATION_DEFECTS, _decode,
+            dict(index.columns, file=np.zeros(len(index), np.int16), split=np.zeros(len(index), np.int16),
+                 height=heights, width=widths, defect=defect, mask_ok=mask_ok))
+    else:
         annotations = [_decode(raw, split, h, w, ANNOTATION_DEFECTS[code] if code >= 0 else None, ok)
                        for raw, h, w, code, ok in zip(records, heights.tolist(), widths.tolist(), defect.tolist(),
                                                       mask_ok.tolist())]
@@ -141,11 +143,6 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
     dataset.meta[split] = {k: data[k] for k in ("info", "licenses") if k in data}
 
 
-def _firsts(starts: np.ndarray, closing: int) -> list[int]:
-    """The index of the first item of each chunk :func:`chunk_spans` makes."""
-    return np.cumsum([0] + [len(chunk) for chunk, _ in chunk_spans(starts, closing, _INDEX_BYTES)])[:-1].tolist()
-
-
 class _Sizes:
     """Image id → (height, width) of the first image with that id, looked up for many ids at once."""
 
@@ -158,16 +155,22 @@ class _Sizes:
         self.widths = np.array([first[i].width for i in self.ids.tolist()], np.int64)
 
     def known(self, image_ids: np.ndarray) -> np.ndarray:
-        at = np.searchsorted(self.ids, image_ids).clip(0, max(len(self.ids) - 1, 0))
-        return self.ids[at] == image_ids if len(self.ids) else np.zeros(len(image_ids), bool)
+        return self._find(image_ids)[1]
 
     def dimensions(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Heights and widths (0 for unknown ids)."""
         if not len(self.ids):
             return np.zeros(len(image_ids), np.int32), np.zeros(len(image_ids), np.int32)
+        at, known = self._find(image_ids)
+        return (np.where(known, self.heights[at], 0).astype(np.int32),
+                np.where(known, self.widths[at], 0).astype(np.int32))
+
+    def _find(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each id is in ``ids`` (clipped), and whether it is there."""
+        if not len(self.ids):
+            return np.zeros(len(image_ids), np.int64), np.zeros(len(image_ids), bool)
         at = np.searchsorted(self.ids, image_ids).clip(0, len(self.ids) - 1)
-        known = self.ids[at] == image_ids
-        return np.where(known, self.heights[at], 0).astype(np.int32), np.where(known, self.widths[at], 0).astype(np.int32)
+        return at, self.ids[at] == image_ids
 
 
 @dataclass

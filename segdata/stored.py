@@ -97,9 +97,6 @@ class AnnotationGroup(Sequence[Annotation]):
     def __iter__(self) -> Iterator[Annotation]:
         return iter(self._built())
 
-    def __eq__(self, other: object) -> bool:
-        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
-
     def __reduce__(self):
         return AnnotationGroup, (self._rows,)
 
