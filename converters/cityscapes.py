@@ -539,10 +539,7 @@ def write(
             (gt_dir / _CLASSES_FILE).write_bytes(dumps_json({"classes": classes}, indent=True))
         if copy_images:
             _copy_images(dataset, staging / "leftImg8bit")
-    known = {(i.split, i.id) for i in dataset.images}
-    for ann in dataset.annotations:
-        if (ann.split, ann.image_id) not in known:
-            report.add("skipped", ann.split, ann.image_id, ann.id, ann.defect or "image-ref-unknown")
+    report.skip_unattached(dataset)
     return report
 
 

@@ -467,10 +467,7 @@ def write(
             name = f"instances_{split}.json" if split else "instances.json"
             # COCO's own key order (images before annotations): readers sniff the head of the file
             (staging / "annotations" / name).write_bytes(dumps_json(document, sort_keys=False))
-    known = {(i.split, i.id) for i in dataset.images}
-    for ann in dataset.annotations:
-        if (ann.split, ann.image_id) not in known:
-            report.add("skipped", ann.split, ann.image_id, ann.id, ann.defect or "image-ref-unknown")
+    report.skip_unattached(dataset)
     return report
 
 

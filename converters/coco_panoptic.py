@@ -402,10 +402,7 @@ def write(
                         "categories": categories}
             # sorted keys put 'annotations' (segments_info) first, so sniffers see it in the head
             (staging / "annotations" / f"{name}.json").write_bytes(dumps_json(document))
-    known = {(i.split, i.id) for i in dataset.images}
-    for ann in dataset.annotations:
-        if (ann.split, ann.image_id) not in known:
-            report.add("skipped", ann.split, ann.image_id, ann.id, ann.defect or "image-ref-unknown")
+    report.skip_unattached(dataset)
     return report
 
 

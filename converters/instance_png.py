@@ -297,10 +297,7 @@ def write(
         document = {"format": _FORMAT, "version": 1, "categories": categories, "maps": maps}
         # 'format' first, so that sniff finds it in the head of the file
         (staging / TABLE).write_bytes(dumps_json(document, indent=True, sort_keys=False))
-    known = {(i.split, i.id) for i in dataset.images}
-    for ann in dataset.annotations:
-        if (ann.split, ann.image_id) not in known:
-            report.add("skipped", ann.split, ann.image_id, ann.id, ann.defect or "image-ref-unknown")
+    report.skip_unattached(dataset)
     return report
 
 

@@ -67,7 +67,8 @@ from PIL import Image, UnidentifiedImageError
 from segdata.errors import FormatError, MaskError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import Mask
-from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
+from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
+                           annotation_values)
 from segdata.parallel import map_images
 
 from ._raster import image_size
@@ -505,13 +506,11 @@ def write(
                 report.annotations_written += count
                 if copy_images and image.path is not None and Path(image.path).is_file():
                     shutil.copyfile(image.path, target.parent / Path(image.file_name).name)
-        for ann in dataset.annotations:
-            if ann.category_id in position and position[ann.category_id] != ann.category_id:
-                report.add("category-remapped", ann.split, ann.image_id, ann.id,
-                           f"category {ann.category_id} reads back as {position[ann.category_id]} "
+        for split, image_id, ann_id, category_id in zip(*(annotation_values(dataset.annotations, name).tolist()
+                                                          for name in ("split", "image_id", "id", "category_id"))):
+            if position.get(category_id, category_id) != category_id:
+                report.add("category-remapped", split, image_id, ann_id,
+                           f"category {category_id} reads back as {position[category_id]} "
                            "(labelme keeps names; labels.txt gives ids by position)")
-    known = {(i.split, i.id) for i in dataset.images}
-    for ann in dataset.annotations:
-        if (ann.split, ann.image_id) not in known:
-            report.add("skipped", ann.split, ann.image_id, ann.id, ann.defect or "image-ref-unknown")
+    report.skip_unattached(dataset)
     return report

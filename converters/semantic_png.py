@@ -293,10 +293,7 @@ def write(
                  "classes": [{"value": c.id, "id": c.id, "name": c.name, "supercategory": c.supercategory}
                              for c in sorted(dataset.categories.values(), key=lambda c: c.id)]}
         (staging / "classes.json").write_bytes(dumps_json(table, indent=True))
-    known = {(i.split, i.id) for i in dataset.images}
-    for ann in dataset.annotations:
-        if (ann.split, ann.image_id) not in known:
-            report.add("skipped", ann.split, ann.image_id, ann.id, ann.defect or "image-ref-unknown")
+    report.skip_unattached(dataset)
     return report
 
 

@@ -430,11 +430,7 @@ def write(
             (staging / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(
                 "".join(f"{s}\n" for s in stems), encoding="utf-8")
         (staging / "labelmap.txt").write_text(_labelmap(dataset, palette), encoding="utf-8")
-    known = {(i.split, i.id) for i in dataset.images}
-    for split, image_id, ann_id, defect in zip(*(annotation_values(dataset.annotations, name).tolist()
-                                                 for name in ("split", "image_id", "id", "defect"))):
-        if (split, image_id) not in known:
-            report.add("skipped", split, image_id, ann_id, defect or "image-ref-unknown")
+    report.skip_unattached(dataset)
     return report
 
 

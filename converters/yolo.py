@@ -593,8 +593,5 @@ def write(
                   "Ultralytics ignores it.\n")
         body = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
         (staging / "data.yaml").write_text(header + body, encoding="utf-8")
-    known = {(i.split, i.id) for i in dataset.images}
-    for ann in dataset.annotations:
-        if (ann.split, ann.image_id) not in known:
-            report.add("skipped", ann.split, ann.image_id, ann.id, ann.defect or "image-ref-unknown")
+    report.skip_unattached(dataset)
     return report

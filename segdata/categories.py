@@ -13,9 +13,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from segdata.errors import FormatError, UsageError
 from segdata.io import read_json
-from segdata.model import Category, Change, Dataset
+from segdata.model import Category, Change, Dataset, annotation_values
+from segdata.stored import StoredAnnotations
 
 #: ``keep`` the source ids; renumber in id order from 0 or from 1.
 ID_MODES = ("keep", "contiguous0", "contiguous1")
@@ -85,7 +87,8 @@ def remap_categories(dataset: Dataset, *, ids: str = "keep",
     """
     if ids not in ID_MODES:
         raise UsageError(f"category ids must be one of {', '.join(ID_MODES)}; found {ids!r}")
-    used = {ann.category_id for ann in dataset.annotations}
+    category_ids = annotation_values(dataset.annotations, "category_id")
+    used = set(np.unique(category_ids).tolist())
     changes: list[Change] = []
     target: dict[int, Category | None] = {}  # source id -> new category, None = dropped
     for category in dataset.categories.values():
@@ -102,18 +105,31 @@ def remap_categories(dataset: Dataset, *, ids: str = "keep",
         new_id = {old: index for index, old in enumerate(kept, start=0 if ids == "contiguous0" else 1)}
         target = {source: None if c is None else replace(c, id=new_id[c.id]) for source, c in target.items()}
     categories = {c.id: c for c in target.values() if c is not None}
-    annotations = []
-    for ann in dataset.annotations:
-        new = target.get(ann.category_id, dataset.categories.get(ann.category_id))
-        where = (ann.split, ann.image_id, ann.id)
-        if new is None:
-            changes.append(Change("dropped", *where, f"category {ann.category_id} is dropped by the category map"))
-            continue
-        if new.id != ann.category_id:
-            source = dataset.categories[ann.category_id]
-            changes.append(Change("category-remapped", *where, f"{source.id} ({source.name}) -> {new.id} ({new.name})"))
-            ann = replace(ann, category_id=new.id)
-        annotations.append(ann)
+    new_of = {}  # source id -> new id (None: dropped), for the ids that change
+    for source in used:
+        new = target.get(source, dataset.categories.get(source))
+        if new is None or new.id != source:
+            new_of[source] = None if new is None else new.id
+    if not new_of:
+        return replace(dataset, categories=dict(sorted(categories.items()))), changes
+    rows = np.flatnonzero(np.isin(category_ids, list(new_of)))
+    where = zip(*(annotation_values(dataset.annotations, name)[rows].tolist() for name in ("split", "image_id", "id")))
+    for source, (split, image_id, ann_id) in zip(category_ids[rows].tolist(), where):
+        new_id = new_of[source]
+        if new_id is None:
+            changes.append(Change("dropped", split, image_id, ann_id,
+                                  f"category {source} is dropped by the category map"))
+        else:
+            changes.append(Change("category-remapped", split, image_id, ann_id,
+                                  f"{source} ({dataset.categories[source].name}) -> {new_id} ({categories[new_id].name})"))
+    lookup = {source: source for source in used} | new_of
+    new_ids = np.array([lookup[source] for source in category_ids.tolist()], dtype=object)
+    kept = np.flatnonzero(new_ids != None)  # noqa: E711 (elementwise)
+    if isinstance(dataset.annotations, StoredAnnotations):
+        annotations = dataset.annotations.select(kept, new_ids[kept].astype(np.int64))
+    else:
+        annotations = [ann if ann.category_id == new_id else replace(ann, category_id=new_id)
+                       for ann, new_id in zip(dataset.annotations, new_ids.tolist()) if new_id is not None]
     return replace(dataset, categories=dict(sorted(categories.items())), annotations=annotations,
                    _by_image=None), changes
 

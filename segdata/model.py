@@ -120,6 +120,14 @@ class ConversionReport:
         """Record one change."""
         self.changes.append(Change(kind, split, image_id, annotation_id, detail, iou))
 
+    def skip_unattached(self, dataset: Dataset) -> None:
+        """Report as skipped each annotation whose image the dataset lacks (read from columns, no masks decoded)."""
+        known = {(i.split, i.id) for i in dataset.images}
+        for split, image_id, ann_id, defect in zip(*(annotation_values(dataset.annotations, name).tolist()
+                                                     for name in ("split", "image_id", "id", "defect"))):
+            if (split, image_id) not in known:
+                self.add("skipped", split, image_id, ann_id, defect or "image-ref-unknown")
+
     def counts(self) -> dict[str, int]:
         """Number of changes of each kind, sorted by kind."""
         return dict(sorted(Counter(c.kind for c in self.changes).items()))

@@ -15,7 +15,7 @@ worker must see it at the same path (as it must the images).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from segdata.jsonstream import parse_items
@@ -59,10 +59,11 @@ class _Rows:
             rows = order[c["file"][order] == file_index]
             records = parse_items(self.files[file_index], c["start"][rows], c["stop"][rows])
             for row, record in zip(rows.tolist(), records):
-                defect = int(c["defect"][row])
-                out[row] = self.decode(record, self.splits[c["split"][row]], int(c["height"][row]),
-                                       int(c["width"][row]), self.defects[defect] if defect >= 0 else None,
-                                       bool(c["mask_ok"][row]))
+                defect, category_id = int(c["defect"][row]), int(c["category_id"][row])
+                ann = self.decode(record, self.splits[c["split"][row]], int(c["height"][row]),
+                                  int(c["width"][row]), self.defects[defect] if defect >= 0 else None,
+                                  bool(c["mask_ok"][row]))
+                out[row] = ann if ann.category_id == category_id else replace(ann, category_id=category_id)
         return out  # type: ignore[return-value]
 
 
@@ -159,6 +160,12 @@ class StoredAnnotations(Sequence[Annotation]):
 
     def __repr__(self) -> str:
         return f"StoredAnnotations({len(self)} annotations in {len(self.files)} files)"
+
+    def select(self, rows: np.ndarray, category_id: np.ndarray) -> StoredAnnotations:
+        """The annotations at ``rows``, in that order, with new category ids (a category map's result)."""
+        columns = {name: values[rows] for name, values in self.columns.items()}
+        return StoredAnnotations(self.files, self.splits, self.defects, self.decode,
+                                 {**columns, "category_id": category_id})
 
     def with_split(self, name: str) -> StoredAnnotations:
         """The same annotations, all in split ``name``."""

@@ -79,3 +79,20 @@ def test_an_image_group_travels_as_rows_and_decodes_to_the_same_annotations(samp
     by_object = [repr(a) for a in dataset.annotations if (a.split, a.image_id) == (image.split, image.id)]
     assert [repr(a) for a in group] == by_object
     assert annotation_values(group, "category_id").tolist() == [a.category_id for a in group]
+
+
+def test_a_category_map_on_stored_annotations_equals_it_on_the_decoded_list(samples_dir, tiny_tasks):
+    from dataclasses import replace
+
+    from segdata.categories import remap_categories
+    stored = coco.read(samples_dir / "coco-dirty" / "annotations" / "instances_train.json")
+    decoded = replace(stored, annotations=list(stored.annotations))
+    mapping = {"2": None, "person": {"id": 20, "name": "human"}}
+    (from_store, store_changes), (from_list, list_changes) = (
+        remap_categories(data, ids="contiguous1", mapping=mapping) for data in (stored, decoded))
+    assert isinstance(from_store.annotations, StoredAnnotations)
+    assert [repr(a) for a in from_store.annotations] == [repr(a) for a in from_list.annotations]
+    assert store_changes == list_changes
+    kinds = [c.kind for c in store_changes]
+    assert kinds.count("dropped") == 52 and kinds.count("category-remapped") == len(from_list.annotations) - 36
+    assert sorted(set(annotation_values(from_store.annotations, "category_id").tolist())) == list(range(1, 8))
