@@ -34,7 +34,7 @@ from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array
 from segdata.masks import Mask, decode_rle_string
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images, release_free_memory
-from segdata.stored import StoredAnnotations
+from segdata.stored import StoredAnnotations, narrow
 
 _SNIFF_BYTES = 1 << 16
 _ANN_KEYS = {"id", "image_id", "category_id", "segmentation", "iscrowd", "score"}
@@ -230,7 +230,7 @@ ANNOTATION_DEFECTS = ("annotation-id-duplicate", "category-unknown", "image-ref-
                       "polygon-too-few-points", "coordinate-non-finite")
 _FACE = {"polygon": 0, "rle": 1, "uncompressed-rle": 2}
 #: Bytes of annotation records checked per task when reading (a helper takes every other task).
-_INDEX_BYTES = 1 << 20
+_INDEX_BYTES = 1 << 18
 
 
 @dataclass
@@ -297,7 +297,7 @@ def _index_records(task: tuple) -> _Index:
         columns.update(start=np.asarray(starts, np.int64), stop=np.asarray(stops, np.int64))
     else:
         columns.update(start=np.zeros(n, np.int64), stop=np.zeros(n, np.int64))
-    return _Index(columns, mask_defects, rle_sizes)
+    return _Index({name: narrow(values) for name, values in columns.items()}, mask_defects, rle_sizes)
 
 
 def _resolve(json_path: Path, split: str, index: _Index, categories: dict[int, Category],

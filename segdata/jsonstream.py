@@ -29,7 +29,7 @@ import orjson
 from segdata.errors import ReadError
 
 #: Bytes scanned per NumPy block (bounds the scan's temporary arrays).
-SCAN_BLOCK = 1 << 22
+SCAN_BLOCK = 1 << 20
 #: Bytes of array items parsed per orjson call.
 CHUNK_BYTES = 1 << 18
 #: Items closer than this (bytes) are read with one call.

@@ -282,8 +282,8 @@ def class_stats(
         raise UsageError(f"rare_instance_share must be in [0, 1] and rare_images ≥ 0; found "
                          f"{rare_instance_share} and {rare_images}")
     config = settings(dataset.categories, overlap=overlap, crowd="void", on_invalid="skip")
-    # one typed column per field: 8 bytes a value instead of a tuple of Python ints per row (860k instances)
-    rows = {frame: {name: array("q") for name in names} for frame, names in _ROWS.items()}
+    # typed columns, as narrow as the values allow, instead of a tuple of Python ints per row (860k instances)
+    rows = {table: {name: array(code) for name, code in columns.items()} for table, columns in _ROWS.items()}
     split_code = {split: code for code, split in enumerate(dataset.splits)}
     skipped_images = skipped_annotations = unknown_pixels = from_label_maps = 0
     label_maps = label_maps or {}
@@ -300,29 +300,32 @@ def class_stats(
         unknown_pixels += result["unknown"]
         from_label_maps += result["from_label_map"]
         found = result["instances"]
-        _append(rows["images"], split, index, size=[result["size"]], void=[result["void"]],
+        _append(rows["images"], split, size=[result["size"]], void=[result["void"]],
                 instances=[len(found)], classes=[len({cat for cat, _crowd, _area in found})])
-        _append(rows["pixels"], split, index, class_id=list(result["pixels"]), pixels=list(result["pixels"].values()),
+        _append(rows["pixels"], split, class_id=list(result["pixels"]), pixels=list(result["pixels"].values()),
                 size=[result["size"]] * len(result["pixels"]))
-        _append(rows["instances"], split, index, class_id=[f[0] for f in found], iscrowd=[f[1] for f in found],
-                area=[f[2] for f in found])
-    images, pixels, instances = (_frame(rows[name], dataset.splits) for name in _ROWS)
-    instances["iscrowd"] = instances["iscrowd"].astype(bool)
+        _append(rows["instances"], split, image=[index] * len(found), class_id=[f[0] for f in found],
+                iscrowd=[f[1] for f in found], area=[f[2] for f in found])
+    images, pixels, instances = ({name: np.frombuffer(column, column.typecode) for name, column in rows[table].items()}
+                                 for table in _ROWS)
 
     names = {config.background_value: BACKGROUND, **{c.id: c.name for c in dataset.categories.values()}}
     order = [config.background_value, *dataset.categories]
     splits = dataset.splits
 
     def table(split: str | None) -> pd.DataFrame:
-        def pick(frame: pd.DataFrame) -> pd.DataFrame:
-            return frame if split is None else frame[frame["split"] == split]
+        def pick(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            if split is None:
+                return columns
+            keep = columns["split"] == split_code[split]
+            return {name: values[keep] for name, values in columns.items()}
         return _class_table(pick(images), pick(pixels), pick(instances), order, names,
                             config.background_value, beta)
 
     classes = table(None)
     by_split = {split: table(split) for split in splits}
-    n_images = images.groupby("split").size().to_dict()
-    comparison, tests = _compare_splits(by_split, {s: n_images.get(s, 0) for s in splits}, order[1:], names)
+    n_images = np.bincount(images["split"], minlength=len(splits)).tolist()
+    comparison, tests = _compare_splits(by_split, dict(zip(splits, n_images)), order[1:], names)
     return ClassStats(
         classes=classes, by_split=by_split, images=_image_summary(images, splits),
         split_comparison=comparison, split_tests=tests, imbalance=_imbalance(classes),
@@ -335,65 +338,76 @@ def class_stats(
                   "images_from_label_maps": from_label_maps, "unknown_pixels": unknown_pixels})
 
 
-_ROWS = {"images": ("split", "image", "size", "void", "instances", "classes"),
-         "pixels": ("split", "image", "class_id", "pixels", "size"),
-         "instances": ("split", "image", "class_id", "iscrowd", "area")}
+#: Per-image rows kept of the workers' results: table -> column -> array type code (int16, 32 or 64, int8).
+_ROWS = {"images": {"split": "h", "size": "q", "void": "q", "instances": "i", "classes": "i"},
+         "pixels": {"split": "h", "class_id": "q", "pixels": "q", "size": "q"},
+         "instances": {"split": "h", "image": "i", "class_id": "q", "iscrowd": "b", "area": "q"}}
 
 
-def _append(columns: dict[str, array], split: int, image: int, **values: list[int]) -> None:
+def _append(columns: dict[str, array], split: int, **values: list[int]) -> None:
     """Add rows (one per value of each list) of one image to typed columns."""
-    n = len(next(iter(values.values())))
-    columns["split"].extend([split] * n)
-    columns["image"].extend([image] * n)
+    columns["split"].extend([split] * len(next(iter(values.values()))))
     for name, column in values.items():
         columns[name].extend(column)
 
 
-def _frame(columns: dict[str, array], splits: list[str]) -> pd.DataFrame:
-    """The typed columns as a frame, split codes as names."""
-    data = {name: np.frombuffer(column, np.int64) if len(column) else np.zeros(0, np.int64)
-            for name, column in columns.items()}
-    data["split"] = np.array(splits + [""], object)[data["split"]]
-    return pd.DataFrame(data)
+def _per_class(codes: np.ndarray, n: int, values: np.ndarray | None = None) -> np.ndarray:
+    """Row count (or sum of ``values``) per class position; rows of classes outside the table (-1) left out."""
+    keep = codes >= 0
+    if values is None:
+        return np.bincount(codes[keep], minlength=n).astype(np.int64)
+    sums = np.zeros(n, np.int64)
+    np.add.at(sums, codes[keep], values[keep])  # exact in int64, unlike bincount's float weights
+    return sums
 
 
-def _class_table(images: pd.DataFrame, pixels: pd.DataFrame, instances: pd.DataFrame, order: list[int],
-                 names: dict[int, str], background: int, beta: float) -> pd.DataFrame:
+def _class_table(images: dict[str, np.ndarray], pixels: dict[str, np.ndarray], instances: dict[str, np.ndarray],
+                 order: list[int], names: dict[int, str], background: int, beta: float) -> pd.DataFrame:
+    n = len(order)
     frame = pd.DataFrame({"id": order, "name": [names[i] for i in order],
-                          "is_background": [i == background for i in order]}).set_index("id", drop=False)
-    by_class = pixels.groupby("class_id")
-    frame["pixels"] = by_class["pixels"].sum().reindex(order, fill_value=0).astype(np.int64)
-    frame["pixel_images"] = by_class.size().reindex(order, fill_value=0).astype(np.int64)
-    present_px = by_class["size"].sum().reindex(order, fill_value=0).astype(np.int64)
-    things, crowds = instances[~instances["iscrowd"]], instances[instances["iscrowd"]]
-    frame["area_sum"] = things.groupby("class_id")["area"].sum().reindex(order, fill_value=0).astype(np.int64)
-    frame["crowd_area_sum"] = (crowds.groupby("class_id")["area"].sum()
-                               .reindex(order, fill_value=0).astype(np.int64))
+                          "is_background": [i == background for i in order]})
+    classes = pd.Index(order)
+    code = classes.get_indexer(pixels["class_id"])
+    frame["pixels"] = _per_class(code, n, pixels["pixels"])
+    frame["pixel_images"] = _per_class(code, n)
+    present_px = _per_class(code, n, pixels["size"])
+    code, area = classes.get_indexer(instances["class_id"]), instances["area"]
+    crowd = instances["iscrowd"].astype(bool)
+    frame["area_sum"] = _per_class(code[~crowd], n, area[~crowd])
+    frame["crowd_area_sum"] = _per_class(code[crowd], n, area[crowd])
     labelled = frame.loc[~frame["is_background"], "pixels"].sum()
     counted = frame["pixels"].sum()
     total = images["size"].sum()
     frame["pixel_share_labelled"] = np.where(frame["is_background"], np.nan,
                                              frame["pixels"] / labelled if labelled else np.nan)
     frame["pixel_share_all"] = frame["pixels"] / total if total else np.nan
-    frame["images"] = (instances.groupby("class_id")["image"].nunique()
-                       .reindex(order, fill_value=0).astype(np.int64))
-    frame.loc[background, "images"] = frame.loc[background, "pixel_images"]
-    frame["instances"] = things.groupby("class_id").size().reindex(order, fill_value=0).astype(np.int64)
-    frame["crowd"] = crowds.groupby("class_id").size().reindex(order, fill_value=0).astype(np.int64)
-    area = things.groupby("class_id")["area"]
+    # images holding an instance of the class: distinct (class, image) pairs
+    span = int(instances["image"].max()) + 1 if len(code) else 1
+    pairs = np.unique(code[code >= 0].astype(np.int64) * span + instances["image"][code >= 0])
+    frame["images"] = _per_class(pairs // span, n)
+    frame.loc[frame["is_background"], "images"] = frame.loc[frame["is_background"], "pixel_images"]
+    code, area = code[~crowd], area[~crowd]
+    frame["instances"] = _per_class(code, n)
+    frame["crowd"] = _per_class(classes.get_indexer(instances["class_id"][crowd]), n)
     for column, low, high in (("small", 0, SMALL_AREA), ("medium", SMALL_AREA, MEDIUM_AREA),
                               ("large", MEDIUM_AREA, np.inf)):
-        inside = things[(things["area"] >= low) & (things["area"] < high)]
-        frame[column] = inside.groupby("class_id").size().reindex(order, fill_value=0).astype(np.int64)
-    for column, q in _QUANTILES.items():
-        frame[column] = area.quantile(q).reindex(order).astype(float) if len(things) else np.nan
+        inside = (area >= low) & (area < high)
+        frame[column] = _per_class(code[inside], n)
+    quantiles = np.full((n, len(_QUANTILES)), np.nan)
+    by_class = np.lexsort((area, code))
+    bounds = np.searchsorted(code[by_class], np.arange(n + 1))
+    for position in np.flatnonzero(np.diff(bounds)).tolist():
+        quantiles[position] = np.quantile(area[by_class[bounds[position]:bounds[position + 1]]],
+                                          list(_QUANTILES.values()))
+    for column, values in zip(_QUANTILES, quantiles.T):
+        frame[column] = values
     share = frame["pixels"] / counted if counted else pd.Series(0.0, index=frame.index)
-    freq = frame["pixels"] / present_px.where(present_px > 0)
+    freq = frame["pixels"] / pd.Series(present_px).where(present_px > 0)
     weights = suggested_weights(share.to_numpy(float), freq.to_numpy(float),
                                 np.where(frame["is_background"], 0, frame["instances"]), beta)
     for name, values in weights.items():
         frame[f"weight_{name}"] = values
-    return frame.reset_index(drop=True)
+    return frame
 
 
 def suggested_weights(share: np.ndarray, freq: np.ndarray, instances: np.ndarray, beta: float
@@ -437,17 +451,18 @@ def suggested_weights(share: np.ndarray, freq: np.ndarray, instances: np.ndarray
             "effective_number": effective}
 
 
-def _image_summary(images: pd.DataFrame, splits: list[str]) -> pd.DataFrame:
+def _image_summary(images: dict[str, np.ndarray], splits: list[str]) -> pd.DataFrame:
     rows = []
-    for split in ["(all)", *splits]:
-        part = images if split == "(all)" else images[images["split"] == split]
-        row: dict[str, Any] = {"split": split, "images": len(part),
+    for code, split in enumerate(["(all)", *splits], start=-1):
+        keep = slice(None) if code < 0 else images["split"] == code
+        part = {name: values[keep] for name, values in images.items()}
+        row: dict[str, Any] = {"split": split, "images": len(part["split"]),
                                "unannotated_images": int((part["instances"] == 0).sum())}
         for column in ("classes", "instances"):
             values = part[column]
-            row[f"{column}_per_image_mean"] = float(values.mean()) if len(part) else np.nan
-            row[f"{column}_per_image_median"] = float(values.median()) if len(part) else np.nan
-            row[f"{column}_per_image_max"] = int(values.max()) if len(part) else 0
+            row[f"{column}_per_image_mean"] = float(values.mean()) if len(values) else np.nan
+            row[f"{column}_per_image_median"] = float(np.median(values)) if len(values) else np.nan
+            row[f"{column}_per_image_max"] = int(values.max()) if len(values) else 0
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -131,7 +131,7 @@ class StoredAnnotations(Sequence[Annotation]):
                  columns: dict[str, np.ndarray]):
         self.files, self.splits, self.defects = tuple(files), tuple(splits), tuple(defects)
         self.decode = decode
-        self.columns = {name: _narrow(np.asarray(columns[name], dtype)) for name, dtype in COLUMNS.items()}
+        self.columns = {name: narrow(np.asarray(columns[name], dtype)) for name, dtype in COLUMNS.items()}
         self._groups: tuple[dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray] | None = None
 
     def rows(self, indices: np.ndarray | slice) -> _Rows:
@@ -210,7 +210,7 @@ class StoredAnnotations(Sequence[Annotation]):
         return self._groups
 
 
-def _narrow(values: np.ndarray) -> np.ndarray:
+def narrow(values: np.ndarray) -> np.ndarray:
     """Integers in the smallest signed type that holds them: most ids fit 32 bits, sizes and codes 16 or 8."""
     if values.dtype.kind != "i" or not len(values):
         return values
