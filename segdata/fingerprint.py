@@ -332,7 +332,7 @@ def choose_chunks(n_index: int, radius: int) -> int:
 
 
 def radius_search(queries: np.ndarray, index: np.ndarray, radius: int, *, chunks: int | None = None,
-                  batch_candidates: int = 1 << 22) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  batch_candidates: int = 1 << 18) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All (query, index entry) pairs of 64-bit hashes within Hamming ``radius``, without an N×N matrix.
 
     Multi-index hashing: each hash is cut into ``chunks`` bit ranges; by

@@ -315,9 +315,9 @@ def class_stats(
 
     def table(split: str | None) -> pd.DataFrame:
         def pick(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            if split is None:
+            keep = columns["split"] == split_code[split] if split is not None else None
+            if keep is None or keep.all():  # no copy of the rows when there is one split
                 return columns
-            keep = columns["split"] == split_code[split]
             return {name: values[keep] for name, values in columns.items()}
         return _class_table(pick(images), pick(pixels), pick(instances), order, names,
                             config.background_value, beta)
