@@ -282,52 +282,32 @@ def class_stats(
         raise UsageError(f"rare_instance_share must be in [0, 1] and rare_images ≥ 0; found "
                          f"{rare_instance_share} and {rare_images}")
     config = settings(dataset.categories, overlap=overlap, crowd="void", on_invalid="skip")
-    # typed columns, as narrow as the values allow, instead of a tuple of Python ints per row (860k instances)
-    rows = {table: {name: array(code) for name, code in columns.items()} for table, columns in _ROWS.items()}
+    tally = _Tally(len(dataset.splits))
     split_code = {split: code for code, split in enumerate(dataset.splits)}
     skipped_images = skipped_annotations = unknown_pixels = from_label_maps = 0
     label_maps = label_maps or {}
     job = partial(_image_counts, config=config)
     items = ((image, annotations, label_maps.get((image.split, image.id)))
              for image, annotations in dataset.iter_images())
-    results = map_images(job, items, workers=workers, progress=progress)
-    for index, result in enumerate(results):
+    for result in map_images(job, items, workers=workers, progress=progress):
         if result is None:
             skipped_images += 1
             continue
-        split = split_code[result["split"]]
         skipped_annotations += result["skipped"]
         unknown_pixels += result["unknown"]
         from_label_maps += result["from_label_map"]
-        found = result["instances"]
-        _append(rows["images"], split, size=[result["size"]], void=[result["void"]],
-                instances=[len(found)], classes=[len({cat for cat, _crowd, _area in found})])
-        _append(rows["pixels"], split, class_id=list(result["pixels"]), pixels=list(result["pixels"].values()),
-                size=[result["size"]] * len(result["pixels"]))
-        _append(rows["instances"], split, image=[index] * len(found), class_id=[f[0] for f in found],
-                iscrowd=[f[1] for f in found], area=[f[2] for f in found])
-    images, pixels, instances = ({name: np.frombuffer(column, column.typecode) for name, column in rows[table].items()}
-                                 for table in _ROWS)
+        tally.add(split_code[result["split"]], result["size"], result["pixels"], result["instances"])
 
     names = {config.background_value: BACKGROUND, **{c.id: c.name for c in dataset.categories.values()}}
     order = [config.background_value, *dataset.categories]
     splits = dataset.splits
-
-    def table(split: str | None) -> pd.DataFrame:
-        def pick(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            keep = columns["split"] == split_code[split] if split is not None else None
-            if keep is None or keep.all():  # no copy of the rows when there is one split
-                return columns
-            return {name: values[keep] for name, values in columns.items()}
-        return _class_table(pick(images), pick(pixels), pick(instances), order, names,
-                            config.background_value, beta)
-
-    classes = table(None)
-    by_split = {split: table(split) for split in splits}
-    n_images = np.bincount(images["split"], minlength=len(splits)).tolist()
+    classes = _class_table(tally, None, order, names, config.background_value, beta)
+    by_split = {split: _class_table(tally, code, order, names, config.background_value, beta)
+                for code, split in enumerate(splits)}
+    n_images = np.bincount(np.frombuffer(tally.image_split, np.int16), minlength=len(splits)).tolist()
     comparison, tests = _compare_splits(by_split, dict(zip(splits, n_images)), order[1:], names)
     return ClassStats(
-        classes=classes, by_split=by_split, images=_image_summary(images, splits),
+        classes=classes, by_split=by_split, images=_image_summary(tally, splits),
         split_comparison=comparison, split_tests=tests, imbalance=_imbalance(classes),
         alerts=_alerts(classes, rare_instance_share, rare_images, tests),
         settings={"overlap": overlap, "crowd": "void", "beta": beta,
@@ -338,71 +318,87 @@ def class_stats(
                   "images_from_label_maps": from_label_maps, "unknown_pixels": unknown_pixels})
 
 
-#: Per-image rows kept of the workers' results: table -> column -> array type code (int16, 32 or 64, int8).
-_ROWS = {"images": {"split": "h", "size": "q", "void": "q", "instances": "i", "classes": "i"},
-         "pixels": {"split": "h", "class_id": "q", "pixels": "q", "size": "q"},
-         "instances": {"split": "h", "image": "i", "class_id": "q", "iscrowd": "b", "area": "q"}}
+#: What :class:`_Tally` sums per (split, class), in this order.
+_SUMS = ("pixels", "pixel_images", "present_px", "area_sum", "crowd_area_sum", "images", "instances", "crowd",
+         "small", "medium", "large")
 
 
-def _append(columns: dict[str, array], split: int, **values: list[int]) -> None:
-    """Add rows (one per value of each list) of one image to typed columns."""
-    columns["split"].extend([split] * len(next(iter(values.values()))))
-    for name, column in values.items():
-        columns[name].extend(column)
+class _Tally:
+    """The workers' per-image results reduced as they arrive: sums per (split, class), each instance's area
+    (for exact quantiles), and per image only its split and counts — ~8 bytes an instance, not a row of five."""
+
+    def __init__(self, n_splits: int):
+        self.sums: dict[tuple[int, int], list[int]] = {}
+        self.areas: dict[tuple[int, int], array] = {}
+        self.image_split, self.image_instances, self.image_classes = array("h"), array("i"), array("i")
+        self.size = [0] * n_splits
+
+    def add(self, split: int, size: int, pixels: dict[int, int], instances: list[tuple[int, bool, int]]) -> None:
+        """One image: its class histogram and its instances' (class, crowd, area)."""
+        self.size[split] += size
+        for class_id, count in pixels.items():
+            sums = self._sums(split, class_id)
+            sums[0] += count
+            sums[1] += 1
+            sums[2] += size
+        for class_id, crowd, area in instances:
+            sums = self._sums(split, class_id)
+            if crowd:
+                sums[4] += area
+                sums[7] += 1
+                continue
+            sums[3] += area
+            sums[6] += 1
+            sums[8 if area < SMALL_AREA else 9 if area < MEDIUM_AREA else 10] += 1
+            self.areas.setdefault((split, class_id), array("q")).append(area)
+        classes = {class_id for class_id, _crowd, _area in instances}
+        for class_id in classes:
+            self._sums(split, class_id)[5] += 1
+        self.image_split.append(split)
+        self.image_instances.append(len(instances))
+        self.image_classes.append(len(classes))
+
+    def _sums(self, split: int, class_id: int) -> list[int]:
+        sums = self.sums.get((split, class_id))
+        if sums is None:
+            sums = self.sums[split, class_id] = [0] * len(_SUMS)
+        return sums
 
 
-def _per_class(codes: np.ndarray, n: int, values: np.ndarray | None = None) -> np.ndarray:
-    """Row count (or sum of ``values``) per class position; rows of classes outside the table (-1) left out."""
-    keep = codes >= 0
-    if values is None:
-        return np.bincount(codes[keep], minlength=n).astype(np.int64)
-    sums = np.zeros(n, np.int64)
-    np.add.at(sums, codes[keep], values[keep])  # exact in int64, unlike bincount's float weights
-    return sums
-
-
-def _class_table(images: dict[str, np.ndarray], pixels: dict[str, np.ndarray], instances: dict[str, np.ndarray],
-                 order: list[int], names: dict[int, str], background: int, beta: float) -> pd.DataFrame:
-    n = len(order)
+def _class_table(tally: _Tally, split: int | None, order: list[int], names: dict[int, str], background: int,
+                 beta: float) -> pd.DataFrame:
+    """The class table of one split (``None``: all of them)."""
+    position = {class_id: index for index, class_id in enumerate(order)}
+    sums = np.zeros((len(order), len(_SUMS)), np.int64)
+    areas: list[list[array]] = [[] for _ in order]
+    for (at, class_id), values in tally.sums.items():
+        if (split is None or at == split) and class_id in position:
+            sums[position[class_id]] += values
+            areas[position[class_id]].append(tally.areas.get((at, class_id), array("q")))
     frame = pd.DataFrame({"id": order, "name": [names[i] for i in order],
                           "is_background": [i == background for i in order]})
-    classes = pd.Index(order)
-    code = classes.get_indexer(pixels["class_id"])
-    frame["pixels"] = _per_class(code, n, pixels["pixels"])
-    frame["pixel_images"] = _per_class(code, n)
-    present_px = _per_class(code, n, pixels["size"])
-    code, area = classes.get_indexer(instances["class_id"]), instances["area"]
-    crowd = instances["iscrowd"].astype(bool)
-    frame["area_sum"] = _per_class(code[~crowd], n, area[~crowd])
-    frame["crowd_area_sum"] = _per_class(code[crowd], n, area[crowd])
+    columns = dict(zip(_SUMS, sums.T))
+    for name in ("pixels", "pixel_images", "area_sum", "crowd_area_sum"):
+        frame[name] = columns[name]
     labelled = frame.loc[~frame["is_background"], "pixels"].sum()
     counted = frame["pixels"].sum()
-    total = images["size"].sum()
+    total = sum(tally.size) if split is None else tally.size[split]
     frame["pixel_share_labelled"] = np.where(frame["is_background"], np.nan,
                                              frame["pixels"] / labelled if labelled else np.nan)
     frame["pixel_share_all"] = frame["pixels"] / total if total else np.nan
-    # images holding an instance of the class: distinct (class, image) pairs
-    span = int(instances["image"].max()) + 1 if len(code) else 1
-    pairs = np.unique(code[code >= 0].astype(np.int64) * span + instances["image"][code >= 0])
-    frame["images"] = _per_class(pairs // span, n)
-    frame.loc[frame["is_background"], "images"] = frame.loc[frame["is_background"], "pixel_images"]
-    code, area = code[~crowd], area[~crowd]
-    frame["instances"] = _per_class(code, n)
-    frame["crowd"] = _per_class(classes.get_indexer(instances["class_id"][crowd]), n)
-    for column, low, high in (("small", 0, SMALL_AREA), ("medium", SMALL_AREA, MEDIUM_AREA),
-                              ("large", MEDIUM_AREA, np.inf)):
-        inside = (area >= low) & (area < high)
-        frame[column] = _per_class(code[inside], n)
-    quantiles = np.full((n, len(_QUANTILES)), np.nan)
-    by_class = np.lexsort((area, code))
-    bounds = np.searchsorted(code[by_class], np.arange(n + 1))
-    for position in np.flatnonzero(np.diff(bounds)).tolist():
-        quantiles[position] = np.quantile(area[by_class[bounds[position]:bounds[position + 1]]],
-                                          list(_QUANTILES.values()))
+    frame["images"] = np.where(frame["is_background"], columns["pixel_images"], columns["images"])
+    for name in ("instances", "crowd", "small", "medium", "large"):
+        frame[name] = columns[name]
+    quantiles = np.full((len(order), len(_QUANTILES)), np.nan)
+    for index, parts in enumerate(areas):
+        values = np.concatenate([np.frombuffer(part, np.int64) for part in parts]) if parts else ()
+        if len(values):
+            quantiles[index] = np.quantile(values, list(_QUANTILES.values()))
     for column, values in zip(_QUANTILES, quantiles.T):
         frame[column] = values
     share = frame["pixels"] / counted if counted else pd.Series(0.0, index=frame.index)
-    freq = frame["pixels"] / pd.Series(present_px).where(present_px > 0)
+    present_px = pd.Series(columns["present_px"])
+    freq = frame["pixels"] / present_px.where(present_px > 0)
     weights = suggested_weights(share.to_numpy(float), freq.to_numpy(float),
                                 np.where(frame["is_background"], 0, frame["instances"]), beta)
     for name, values in weights.items():
@@ -451,15 +447,17 @@ def suggested_weights(share: np.ndarray, freq: np.ndarray, instances: np.ndarray
             "effective_number": effective}
 
 
-def _image_summary(images: dict[str, np.ndarray], splits: list[str]) -> pd.DataFrame:
+def _image_summary(tally: _Tally, splits: list[str]) -> pd.DataFrame:
+    image_split = np.frombuffer(tally.image_split, np.int16)
+    counts = {"classes": np.frombuffer(tally.image_classes, np.int32),
+              "instances": np.frombuffer(tally.image_instances, np.int32)}
     rows = []
     for code, split in enumerate(["(all)", *splits], start=-1):
-        keep = slice(None) if code < 0 else images["split"] == code
-        part = {name: values[keep] for name, values in images.items()}
-        row: dict[str, Any] = {"split": split, "images": len(part["split"]),
+        keep = slice(None) if code < 0 else image_split == code
+        part = {name: values[keep] for name, values in counts.items()}
+        row: dict[str, Any] = {"split": split, "images": len(part["instances"]),
                                "unannotated_images": int((part["instances"] == 0).sum())}
-        for column in ("classes", "instances"):
-            values = part[column]
+        for column, values in part.items():
             row[f"{column}_per_image_mean"] = float(values.mean()) if len(values) else np.nan
             row[f"{column}_per_image_median"] = float(np.median(values)) if len(values) else np.nan
             row[f"{column}_per_image_max"] = int(values.max()) if len(values) else 0
