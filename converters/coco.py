@@ -20,7 +20,7 @@ directly), images in ``ROOT/images/<split>/``, ``ROOT/<split>/`` or
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ import numpy as np
 
 from segdata.errors import FormatError, MaskError
 from segdata.io import dumps_json, output_dir, read_json
-from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array_items
+from segdata.jsonstream import RawObject, Unscannable, chunk_spans, parse_items, read_array_items
 from segdata.masks import Mask, decode_rle_string
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images, release_free_memory
@@ -103,7 +103,7 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
         data, arrays = read_array_items(json_path, "annotations", "images")
         starts, closing = arrays["annotations"]
         images = (raw for spans in chunk_spans(*arrays["images"]) for raw in parse_items(json_path, *spans))
-        head = _read_head(json_path, split, data, images, dataset.categories, images_root, root)
+        head = _read_head(json_path, split, data, images, dataset.categories, images_root, root, RawObject)
         spans = list(chunk_spans(starts, closing, _INDEX_BYTES))
         firsts = np.cumsum([0] + [len(chunk) for chunk, _ in spans]).tolist()
         tasks = [(str(json_path), first, chunk, stops) for first, (chunk, stops) in zip(firsts, spans)]
@@ -119,7 +119,7 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
             if not isinstance(value, list):
                 raise FormatError(f"missing required list {key!r}" if value is None else
                                   f"{key!r} must be a list, found {type(value).__name__}", path=json_path)
-        head = _read_head(json_path, split, data, data.get("images"), dataset.categories, images_root, root)
+        head = _read_head(json_path, split, data, data.get("images"), dataset.categories, images_root, root, dict)
         index = _index_records((str(json_path), 0, records, None))
     defect, mask_ok, findings = _resolve(json_path, split, index, dataset.categories, head.sizes)
     heights, widths = head.sizes.dimensions(index.columns["image_id"])
@@ -181,8 +181,12 @@ class _Head:
 
 
 def _read_head(json_path: Path, split: str, data: dict, image_records: Iterable[Any], categories: dict[int, Category],
-               images_root: Path | None, root: Path) -> _Head:
-    """One split's categories (joining ``categories``) and images, with the findings about them."""
+               images_root: Path | None, root: Path, keep: Callable[[dict], Mapping[str, Any]]) -> _Head:
+    """One split's categories (joining ``categories``) and images, with the findings about them.
+
+    ``keep`` holds an image's other fields: :class:`~segdata.jsonstream.RawObject` for what orjson parsed
+    (it writes them back exactly), a dict for what Python's json read (NaN, integers beyond 64 bits).
+    """
     findings: list[Finding] = []
     for index, raw in enumerate(data.get("categories") or []):
         where = f"category index {index}"
@@ -209,7 +213,7 @@ def _read_head(json_path: Path, split: str, data: dict, image_records: Iterable[
         image = ImageRecord(
             image_id, _require(raw, "file_name", str, json_path, where),
             _require(raw, "width", int, json_path, where), _require(raw, "height", int, json_path, where),
-            split=split, attributes={k: v for k, v in raw.items() if k not in _IMAGE_KEYS},
+            split=split, attributes=keep({k: v for k, v in raw.items() if k not in _IMAGE_KEYS}),
         )
         if image_id in seen:
             findings.append(Finding("image-id-duplicate", "error", f"image id {image_id} is used again by "
