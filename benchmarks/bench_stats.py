@@ -240,7 +240,8 @@ def section(rows: dict[tuple[str, str], dict], data: dict[str, tuple[int, int]],
         lines.append(f"Scaling 5k → 20k ({scale:.0f}× the images), segdata 2 workers: wall time "
                      f"**{big['seconds'] / two['seconds']:.2f}×**, CPU time **{big['cpu_seconds'] / two['cpu_seconds']:.2f}×**"
                      f"; parent VmHWM {big['rss_mb'] / two['rss_mb']:.2f}× ({big['rss_mb'] - two['rss_mb']:+.0f} MB: "
-                     f"the dataset model, every annotation's polygon, read from the JSON), tree PSS "
+                     f"what the loaded dataset holds: ~450 bytes an image record, ~30 an annotation's columns), "
+                     f"tree PSS "
                      f"{big['tree_pss_mb'] / two['tree_pss_mb']:.2f}×, largest worker USS "
                      f"{big['worker_uss_mb'] / two['worker_uss_mb']:.2f}×.")
     if dm5 and dm20:
