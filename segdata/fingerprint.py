@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from segdata.io import write_bytes_atomic
+from segdata.io import atomic_file
 
 #: Side of the grayscale thumbnail kept for verification, and of the grid each hash is computed on.
 THUMB = 32
@@ -479,19 +479,18 @@ class FingerprintCache:
         if self.folder is None or not self._dirty:
             return
         keys = list(self._rows)
-        buffer = io.BytesIO()
-        np.savez(buffer, version=np.array(CACHE_VERSION), keys=np.array(keys, dtype=str),
-                 sizes=np.array([self._rows[k][0] for k in keys], np.int64),
-                 mtimes=np.array([self._rows[k][1] for k in keys], np.int64),
-                 file_hashes=np.array([np.frombuffer(self._rows[k][2].file_hash, np.uint8) for k in keys],
-                                      np.uint8).reshape(len(keys), 16),
-                 hashes=np.array([self._rows[k][2].hashes for k in keys], np.uint64).reshape(
-                     len(keys), len(REGIONS)),
-                 thumbs=np.array([self._rows[k][2].thumb for k in keys], np.uint8).reshape(
-                     len(keys), THUMB, THUMB))
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(self.folder / self.FILE, buffer.getvalue())
+            with atomic_file(self.folder / self.FILE) as handle:  # straight to the file: no second copy in memory
+                np.savez(handle, version=np.array(CACHE_VERSION), keys=np.array(keys, dtype=str),
+                         sizes=np.array([self._rows[k][0] for k in keys], np.int64),
+                         mtimes=np.array([self._rows[k][1] for k in keys], np.int64),
+                         file_hashes=np.array([np.frombuffer(self._rows[k][2].file_hash, np.uint8) for k in keys],
+                                              np.uint8).reshape(len(keys), 16),
+                         hashes=np.array([self._rows[k][2].hashes for k in keys], np.uint64).reshape(
+                             len(keys), len(REGIONS)),
+                         thumbs=np.array([self._rows[k][2].thumb for k in keys], np.uint8).reshape(
+                             len(keys), THUMB, THUMB))
         except OSError:
             self.writable = False
             return
