@@ -122,14 +122,16 @@ def remap_categories(dataset: Dataset, *, ids: str = "keep",
         else:
             changes.append(Change("category-remapped", split, image_id, ann_id,
                                   f"{source} ({dataset.categories[source].name}) -> {new_id} ({categories[new_id].name})"))
-    lookup = {source: source for source in used} | new_of
-    new_ids = np.array([lookup[source] for source in category_ids.tolist()], dtype=object)
-    kept = np.flatnonzero(new_ids != None)  # noqa: E711 (elementwise)
+    new_ids = category_ids.astype(np.int64)  # a copy
+    for source, new_id in new_of.items():
+        if new_id is not None:
+            new_ids[category_ids == source] = new_id
+    kept = ~np.isin(category_ids, [source for source, new_id in new_of.items() if new_id is None])
     if isinstance(dataset.annotations, StoredAnnotations):
-        annotations = dataset.annotations.select(kept, new_ids[kept].astype(np.int64))
+        annotations = dataset.annotations.select(np.flatnonzero(kept), new_ids[kept])
     else:
         annotations = [ann if ann.category_id == new_id else replace(ann, category_id=new_id)
-                       for ann, new_id in zip(dataset.annotations, new_ids.tolist()) if new_id is not None]
+                       for ann, new_id, keep in zip(dataset.annotations, new_ids.tolist(), kept.tolist()) if keep]
     return replace(dataset, categories=dict(sorted(categories.items())), annotations=annotations,
                    _by_image=None), changes
 
