@@ -126,3 +126,11 @@ def test_report(backend_runner, samples_dir):
 
     serial, processes, dask = _outputs(backend_runner, job)
     assert serial["verdict"] and serial == processes == dask
+
+
+def test_the_cluster_keeps_no_copy_of_the_batches_it_was_sent(backend_runner):
+    """Dask logs the last 1,000 message batches of a connection, each task's pickled images with them, unless told not to."""
+    assert backend_runner("dask", lambda workers: sum(parallel.map_images(len, [b"x" * 1000] * 200,
+                                                                          workers=workers))) == 200_000
+    log = parallel._dask.scheduler_comm.recent_message_log  # the client's batched connection to the scheduler
+    assert log.maxlen == 0 and not log
