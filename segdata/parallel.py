@@ -9,7 +9,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -207,33 +207,38 @@ def map_images(
 
 
 def _map_batches(pool: Executor, fn, items, workers: int, batch_size: int, progress, share: bool = True) -> Iterator:
-    """Every ``workers``-th batch runs here (``share``), the others in the pool.
+    """Send batches to the pool in order; locally (``share``) this process also takes some.
 
-    Locally this process is one of the workers: a helper process fewer costs
-    one interpreter's memory less, and the batches done here are never
-    pickled.  On a cluster (``share=False``) the pool does all of them.
+    Whenever the oldest batch is not done, this process takes the newest one
+    no helper has started (its future cancelled) and runs it itself: it and
+    the helpers stay busy however their speeds differ (this process also
+    reads, groups and reduces), results still come out in input order, and
+    the batches done here are never pickled.  On a cluster (``share=False``)
+    the pool does all of them.
     """
-    window: deque[tuple[Future | None, list]] = deque()
-    batches = enumerate(_batches(items, batch_size))
+    window: deque[list] = deque()  # [future, batch, results once done here], in input order
+    batches = _batches(items, batch_size)
+    limit = 2 * workers + (2 if share else 0)  # a helper's queue holds ~3 batches no one can take back
 
     def refill() -> None:
-        while len(window) < 2 * workers and (numbered := next(batches, None)) is not None:
-            index, batch = numbered
-            if share and index % workers == 0:
-                window.append((None, batch))
-            else:
-                window.append((pool.submit(_run_batch, fn, batch), []))
+        while len(window) < limit and (batch := next(batches, None)) is not None:
+            window.append([pool.submit(_run_batch, fn, batch), batch, None])
 
     try:
         refill()
         while window:
-            future, batch = window.popleft()
-            refill()  # the helpers get their next batches before this process starts on its own
-            results = _run_batch(fn, batch) if future is None else future.result()
+            future, _, results = head = window[0]
+            if share and results is None and not future.done():
+                taken = next((entry for entry in reversed(window) if entry[2] is None and entry[0].cancel()), None)
+                if taken is not None:
+                    taken[2] = _run_batch(fn, taken[1])
+                    continue
+            window.popleft()
+            refill()  # the helpers get their next batches before this process waits
+            results = head[2] if head[2] is not None else future.result()
             yield from results
             if progress:
                 progress(len(results))
     finally:  # the caller stopped early, or a job failed: nothing left running for it
-        for future, _ in window:
-            if future is not None:
-                future.cancel()
+        for future, _, _ in window:
+            future.cancel()

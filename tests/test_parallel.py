@@ -33,10 +33,11 @@ def test_results_come_back_in_input_order(workers):
     assert sum(done) == 103
 
 
-def test_this_process_takes_its_turn_and_helpers_take_theirs():
-    pids = list(map_images(_where, range(40), workers=2, batch_size=10))
-    assert pids[:10] == [os.getpid()] * 10 and pids[20:30] == [os.getpid()] * 10
-    assert os.getpid() not in pids[10:20] + pids[30:]
+def test_this_process_and_its_helper_both_take_whole_batches():
+    pids = list(map_images(_where, range(400), workers=2, batch_size=10))
+    batches = [set(pids[start:start + 10]) for start in range(0, 400, 10)]
+    assert all(len(batch) == 1 for batch in batches)
+    assert {os.getpid()} in batches and any(batch != {os.getpid()} for batch in batches)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -48,9 +49,10 @@ def test_a_failing_job_raises_its_own_error(workers):
 def test_started_helpers_are_reused():
     parallel.start_workers(2)
     pool = parallel._started[1]
-    first = set(map_images(_where, range(30), workers=2, batch_size=5)) - {os.getpid()}
-    assert parallel._started[1] is pool
-    assert first == set(map_images(_where, range(30), workers=2, batch_size=5)) - {os.getpid()}
+    helpers = set(pool._processes)
+    for _ in range(2):
+        assert set(map_images(_where, range(30), workers=2, batch_size=5)) - {os.getpid()} <= helpers
+    assert parallel._started[1] is pool and set(pool._processes) == helpers
 
 
 def test_stopping_early_leaves_nothing_behind():
