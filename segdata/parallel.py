@@ -155,11 +155,12 @@ def map_images(
     """Apply ``fn`` to every item and yield the results in input order.
 
     With ``workers = n > 1`` this process and ``n − 1`` helper processes
-    take turns on batches of items, so that the cost of shipping items is
-    paid once per batch, not once per image.  ``fn`` must be
-    picklable (a module-level function or a ``functools.partial`` of one)
-    when ``workers > 1``.  At most ``2 × workers`` batches are in flight, so
-    memory stays flat however many items there are.
+    share batches of items (each takes the next when it is free), so that
+    the cost of shipping items is paid once per batch, not once per image.
+    ``fn`` must be picklable (a module-level function or a
+    ``functools.partial`` of one) when ``workers > 1``.  At most
+    ``2 × workers + 2`` batches are in flight, so memory stays flat however
+    many items there are.
 
     Parameters
     ----------
