@@ -113,15 +113,16 @@ def remap_categories(dataset: Dataset, *, ids: str = "keep",
     if not new_of:
         return replace(dataset, categories=dict(sorted(categories.items()))), changes
     rows = np.flatnonzero(np.isin(category_ids, list(new_of)))
-    where = zip(*(annotation_values(dataset.annotations, name)[rows].tolist() for name in ("split", "image_id", "id")))
+    where = zip(*(annotation_values(dataset.annotations, name)[rows].tolist()
+                  for name in ("split", "image_id", "id")))
     for source, (split, image_id, ann_id) in zip(category_ids[rows].tolist(), where):
         new_id = new_of[source]
         if new_id is None:
             changes.append(Change("dropped", split, image_id, ann_id,
                                   f"category {source} is dropped by the category map"))
         else:
-            changes.append(Change("category-remapped", split, image_id, ann_id,
-                                  f"{source} ({dataset.categories[source].name}) -> {new_id} ({categories[new_id].name})"))
+            changes.append(Change("category-remapped", split, image_id, ann_id, f"{source} "
+                                  f"({dataset.categories[source].name}) -> {new_id} ({categories[new_id].name})"))
     new_ids = category_ids.astype(np.int64)  # a copy
     for source, new_id in new_of.items():
         if new_id is not None:
@@ -130,8 +131,9 @@ def remap_categories(dataset: Dataset, *, ids: str = "keep",
     if isinstance(dataset.annotations, StoredAnnotations):
         annotations = dataset.annotations.select(np.flatnonzero(kept), new_ids[kept])
     else:
+        pairs = zip(dataset.annotations, new_ids.tolist(), kept.tolist())
         annotations = [ann if ann.category_id == new_id else replace(ann, category_id=new_id)
-                       for ann, new_id, keep in zip(dataset.annotations, new_ids.tolist(), kept.tolist()) if keep]
+                       for ann, new_id, keep in pairs if keep]
     return replace(dataset, categories=dict(sorted(categories.items())), annotations=annotations,
                    _by_image=None), changes
 

@@ -230,7 +230,8 @@ def _map_batches(pool: Executor, fn, items, workers: int, batch_size: int, progr
         while window:
             future, _, results = head = window[0]
             if share and results is None and not future.done():
-                taken = next((entry for entry in reversed(window) if entry[2] is None and entry[0].cancel()), None)
+                unstarted = (entry for entry in reversed(window) if entry[2] is None and entry[0].cancel())
+                taken = next(unstarted, None)
                 if taken is not None:
                     taken[2] = _run_batch(fn, taken[1])
                     continue

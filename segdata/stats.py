@@ -325,7 +325,8 @@ _SUMS = ("pixels", "pixel_images", "present_px", "area_sum", "crowd_area_sum", "
 
 class _Tally:
     """The workers' per-image results reduced as they arrive: sums per (split, class), each instance's area
-    (for exact quantiles), and per image only its split and counts — ~8 bytes an instance, not a row of five."""
+    (for exact quantiles), and per image only its split and counts: ~8 bytes an instance, not a row of
+    five."""
 
     def __init__(self, n_splits: int):
         self.sums: dict[tuple[int, int], list[int]] = {}
@@ -333,7 +334,8 @@ class _Tally:
         self.image_split, self.image_instances, self.image_classes = array("h"), array("i"), array("i")
         self.size = [0] * n_splits
 
-    def add(self, split: int, size: int, pixels: dict[int, int], instances: list[tuple[int, bool, int]]) -> None:
+    def add(self, split: int, size: int, pixels: dict[int, int],
+            instances: list[tuple[int, bool, int]]) -> None:
         """One image: its class histogram and its instances' (class, crowd, area)."""
         self.size[split] += size
         for class_id, count in pixels.items():
