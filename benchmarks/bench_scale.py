@@ -110,8 +110,8 @@ def section(results: dict, load: dict, loadavg: tuple[float, float]) -> str:
             if one:
                 lines.append(f"| {job} | {size} | {one['seconds'] / two['seconds']:.2f}× | "
                              + (f"{one['seconds'] / dask['seconds']:.2f}× |" if dask else "– |"))
-    lines += ["", "Reading the rows: the local backends fork their helper before reading the dataset and run every "
-              "other batch in the command's own process; the Dask rows include starting a LocalCluster (a "
+    lines += ["", "Reading the rows: the local backends fork their helper before reading the dataset and the command's "
+              "own process takes batches too, whenever its helpers are ahead; the Dask rows include starting a LocalCluster (a "
               "scheduler, two nannies, two workers: each a full interpreter with distributed imported) and ship "
               "every batch, pickled, to a worker, which is why one machine is faster without it.  Memory is the "
               "summed PSS of all those processes."]

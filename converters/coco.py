@@ -233,7 +233,7 @@ ANNOTATION_DEFECTS = ("annotation-id-duplicate", "category-unknown", "image-ref-
                       "rle-size-mismatch", "rle-counts-invalid", "polygon-odd-coordinates", "polygon-box-ambiguous",
                       "polygon-too-few-points", "coordinate-non-finite")
 _FACE = {"polygon": 0, "rle": 1, "uncompressed-rle": 2}
-#: Bytes of annotation records checked per task when reading (a helper takes every other task).
+#: Bytes of annotation records checked per task when reading (shared with the command's helpers).
 _INDEX_BYTES = 1 << 18
 
 
