@@ -68,6 +68,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from segdata import png
 from segdata.compose import ComposeSettings, compose_image, settings
 from segdata.converters._raster import image_size, paintable, raster_changes, read_label_png
 from segdata.errors import FormatError, MaskError, UsageError
@@ -75,7 +76,6 @@ from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
-from segdata.semantic import encode_png
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
 LOOKS_FOR = "a gtFine/<split>/<city>/ tree of *_gtFine_labelIds.png, *_instanceIds.png or *_polygons.json"
@@ -585,7 +585,7 @@ def _write_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
     relative = _relative(image)
     folder = gt_dir / relative.parent
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{relative.name}_gtFine_labelIds.png").write_bytes(encode_png(label_ids))
-    (folder / f"{relative.name}_gtFine_instanceIds.png").write_bytes(encode_png(instance_ids))
+    (folder / f"{relative.name}_gtFine_labelIds.png").write_bytes(png.encode(label_ids))
+    (folder / f"{relative.name}_gtFine_instanceIds.png").write_bytes(png.encode(instance_ids))
     hidden = set(maps.report.hidden_annotation_ids) | set(maps.report.skipped_annotation_ids)
     return sum(1 for a in usable if a.id not in hidden), changes

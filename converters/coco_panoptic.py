@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from segdata import png
 from segdata.compose import ComposeSettings, compose_image, ids_to_rgb, rgb_to_ids, settings
 from segdata.converters._raster import masks_by_value, paintable, raster_changes, read_rgb_png
 from segdata.errors import FormatError, ReadError
@@ -49,7 +50,7 @@ from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
-from segdata.semantic import encode_png, map_path
+from segdata.semantic import map_path
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
 LOOKS_FOR = "a panoptic*.json (or annotations/panoptic*.json) with 'segments_info'"
@@ -464,7 +465,7 @@ def _paint_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
     png_name = _png_name(image)
     target = png_dir / png_name
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(encode_png(ids_to_rgb(np.take(lut, maps.instance_map))))
+    target.write_bytes(png.encode(ids_to_rgb(np.take(lut, maps.instance_map))))
     image_json = {"id": image.id, "file_name": image.file_name, "width": image.width, "height": image.height,
                   **image.attributes}
     return image_json, {"image_id": image.id, "file_name": str(png_name), "segments_info": segments}, changes

@@ -46,13 +46,14 @@ from typing import Any
 
 import numpy as np
 
+from segdata import png
 from segdata.compose import ComposeSettings, compose_image, ids_to_rgb, rgb_to_ids, settings
 from segdata.converters._raster import masks_by_value, paintable, raster_changes, read_label_png, read_rgb_png
 from segdata.errors import FormatError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
-from segdata.semantic import encode_png, map_path
+from segdata.semantic import map_path
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
 LOOKS_FOR = "an instances.json whose 'format' is 'segdata-instance-png'"
@@ -333,9 +334,9 @@ def _paint_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
         instance.pop("bbox", None)
     relative: PurePosixPath = map_path(image)
     if len(usable) <= _MAX_GRAY:
-        encoding, data = "gray16", encode_png(maps.instance_map.astype(np.uint16))
+        encoding, data = "gray16", png.encode(maps.instance_map.astype(np.uint16))
     else:
-        encoding, data = "rgb24", encode_png(ids_to_rgb(maps.instance_map))
+        encoding, data = "rgb24", png.encode(ids_to_rgb(maps.instance_map))
     target = staging / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)

@@ -31,13 +31,14 @@ from typing import Any
 
 import numpy as np
 
+from segdata import png
 from segdata.compose import ComposeSettings, compose_image, settings
 from segdata.converters._raster import image_size, masks_by_value, paintable, raster_changes, read_label_png
 from segdata.errors import FormatError, ReadError, UsageError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
-from segdata.semantic import encode_png, map_path, palette_rgb
+from segdata.semantic import map_path, palette_rgb
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
 LOOKS_FOR = "a folder of class-map PNGs with classes.json beside them"
@@ -315,6 +316,6 @@ def _write_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
                                   f"instances of class {names[ann.category_id]}"))
     target = staging / map_path(image)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(encode_png(maps.class_map, palette))
+    target.write_bytes(png.encode(maps.class_map, palette))
     present = np.unique(maps.class_map)
     return changes, int(np.count_nonzero((present != config.background_value) & (present != config.void_value)))

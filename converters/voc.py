@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from segdata import png
 from segdata.compose import ComposeSettings, compose_image, settings
 from segdata.converters._raster import (image_size, masks_by_value, paintable,
                                        raster_changes, read_label_png, read_rgb_png)
@@ -45,7 +46,7 @@ from segdata.masks import Mask
 from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
                            annotation_values)
 from segdata.parallel import map_images
-from segdata.semantic import encode_png, map_path, palette_rgb
+from segdata.semantic import map_path, palette_rgb
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
 LOOKS_FOR = "a folder with SegmentationClass/ or SegmentationObject/ (PASCAL VOC)"
@@ -490,7 +491,7 @@ def _write_image(job: tuple[ImageRecord, list[Annotation]], *, config: ComposeSe
     for folder, values in (("SegmentationClass", maps.class_map), ("SegmentationObject", object_map)):
         target = staging / folder / f"{stem}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(encode_png(values, palette))
+        target.write_bytes(png.encode(values, palette))
     if copy_images:
         if image.path is not None and Path(image.path).is_file():
             target = staging / "JPEGImages" / f"{stem}{Path(image.path).suffix}"

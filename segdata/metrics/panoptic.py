@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from segdata import png
 from segdata.errors import EvaluationError, FormatError, ReadError
 from segdata.io import read_json
 from segdata.parallel import map_images
@@ -57,14 +58,13 @@ def _read_rgba(path: Path) -> np.ndarray:
     import cv2  # here, not at the top: loading the CLI must not load OpenCV
 
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        rgb = png.decode_rgb(path.read_bytes())
     except OSError as err:
         raise ReadError(f"cannot read panoptic PNG ({err.strerror or err})", path=path) from err
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise ReadError("cannot decode panoptic PNG", path=path)
+    except ValueError as err:
+        raise ReadError(f"cannot decode panoptic PNG: {err}", path=path) from None
     # RGBA bytes read as a little-endian uint32: the id plus a constant alpha byte on top
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA).view("<u4")[..., 0]
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA).view("<u4")[..., 0]
 
 
 def _runs(gt_rgba: np.ndarray, pred_rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 
 from segdata import converters
+from segdata import png
 from segdata.compose import ids_to_rgb
 from segdata.converters import coco, coco_panoptic, instance_png
 from segdata.errors import FormatError
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord
-from segdata.semantic import encode_png
 from tests.cases import MASKS
 from tests.conftest import run_segdata
 from tests.converters.test_coco_panoptic import non_overlapping
@@ -143,7 +143,7 @@ def test_more_instances_than_16_bits_hold_are_written_as_rgb(tmp_path, monkeypat
 ])
 def test_wide_values_are_read_whole(tmp_path, encoding, values):
     ids = np.array([[values[0], values[1], 0]], np.uint32)
-    data = encode_png(ids.astype(np.uint16)) if encoding == "gray16" else encode_png(ids_to_rgb(ids))
+    data = png.encode(ids.astype(np.uint16)) if encoding == "gray16" else png.encode(ids_to_rgb(ids))
     (tmp_path / "m.png").write_bytes(data)
     _save_table(tmp_path, {"format": "segdata-instance-png", "version": 1,
                            "categories": [{"id": 1, "name": "x"}],
