@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import resource
 
+import numpy as np
 import pytest
 
 from segdata import parallel
@@ -17,6 +19,14 @@ def _square(x: int) -> int:
 
 def _where(x: int) -> int:
     return os.getpid()
+
+
+def _page_faults_of_a_second_image(_) -> int:
+    """Page faults while a 4 MB array is made and freed, after one of the same size was."""
+    np.ones(4 << 20, np.uint8)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    np.ones(4 << 20, np.uint8)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
 def _fail_on_seven(x: int) -> int:
@@ -34,10 +44,17 @@ def test_results_come_back_in_input_order(workers):
 
 
 def test_this_process_and_its_helper_both_take_whole_batches():
-    pids = list(map_images(_where, range(400), workers=2, batch_size=10))
+    pids = list(map_images(_where, iter(range(400)), workers=2, batch_size=10))  # no length: all batches of 10
     batches = [set(pids[start:start + 10]) for start in range(0, 400, 10)]
     assert all(len(batch) == 1 for batch in batches)
     assert {os.getpid()} in batches and any(batch != {os.getpid()} for batch in batches)
+
+
+def test_the_last_batches_of_a_list_shrink_so_that_no_one_waits_long_for_them():
+    sizes = [len(batch) for batch in parallel._batches(list(range(200)), 10, workers=2)]
+    assert sum(sizes) == 200 and sizes[:13] == [10] * 13  # full while a batch is at most 1/8 of what remains
+    assert sizes[13:] == sorted(sizes[13:], reverse=True) and sizes[-8:] == [1] * 8
+    assert [len(batch) for batch in parallel._batches(iter(range(25)), 10, workers=2)] == [10, 10, 5]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -53,6 +70,13 @@ def test_started_helpers_are_reused():
     for _ in range(2):
         assert set(map_images(_where, range(30), workers=2, batch_size=5)) - {os.getpid()} <= helpers
     assert parallel._started[1] is pool and set(pool._processes) == helpers
+
+
+@pytest.mark.skipif(parallel._libc is None, reason="glibc's malloc only")
+def test_a_helper_reuses_the_pages_of_the_last_images_arrays():
+    parallel.start_workers(2)
+    # 1,024 pages if the freed array had gone back to the system (glibc unmaps a helper's freed top)
+    assert parallel._started[1].submit(_page_faults_of_a_second_image, None).result() < 50
 
 
 def test_stopping_early_leaves_nothing_behind():
