@@ -347,10 +347,8 @@ def _decode(raw: dict, split: str, height: int, width: int, defect: str | None, 
     """One record as an :class:`Annotation`, once :func:`_index_records` and :func:`_resolve` have judged it."""
     ann = Annotation(raw["id"], raw["image_id"], raw["category_id"], None, bool(raw.get("iscrowd", 0)),
                      raw.get("score"), split, defect, {k: v for k, v in raw.items() if k not in _ANN_KEYS})
-    if mask_ok:
-        segmentation = raw["segmentation"]
-        ann.mask = (Mask.from_rle(segmentation) if isinstance(segmentation, dict)
-                    else Mask.from_polygons(segmentation, height, width))
+    if mask_ok:  # checked when the file was read
+        ann.mask = Mask.from_checked(raw["segmentation"], height, width)
     return ann
 
 

@@ -141,3 +141,16 @@ def test_undecodable_input_raises_with_a_finding_code(build, code, match):
 def test_iou_refuses_masks_of_different_images():
     with pytest.raises(MaskError, match=r"\(4, 4\) mask with a \(5, 5\) mask"):
         Mask.from_bitmap(np.ones((4, 4))).iou(Mask.from_bitmap(np.ones((5, 5))))
+
+
+@pytest.mark.parametrize("segmentation", [
+    pytest.param([[1, 1, 9, 1, 9, 7], [2.5, 8, 6, 8, 6, 9.5, 2.5, 9.5]], id="polygons"),
+    pytest.param({"size": [10, 12], "counts": [5, 20, 3, 92]}, id="uncompressed-rle"),
+    pytest.param({"size": [10, 12], "counts": "P155000000000l0"}, id="compressed-rle"),
+])
+def test_from_checked_gives_the_mask_the_checking_constructors_give(segmentation):
+    checked = (Mask.from_rle(segmentation) if isinstance(segmentation, dict)
+               else Mask.from_polygons(segmentation, 10, 12))
+    trusted = Mask.from_checked(segmentation, 10, 12)
+    assert (trusted.face, trusted.shape_hw, trusted.area) == (checked.face, checked.shape_hw, checked.area)
+    assert np.array_equal(trusted.to_bitmap(), checked.to_bitmap()) and trusted.area > 0
