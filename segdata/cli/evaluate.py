@@ -13,6 +13,7 @@ from segdata import converters
 from segdata.cli._options import Json, Workers
 from segdata.io import read_json
 from segdata.metrics import evaluate_instances, evaluate_panoptic, evaluate_semantic
+from segdata.parallel import prepare
 from segdata.report import render_evaluation, write_json
 
 
@@ -59,9 +60,11 @@ def evaluate(
 
     Example: $ segdata evaluate instances_val.json results.json --task instance --per-class
     """
+    prepare(workers)  # helpers forked now, before the inputs are read
     if task is Task.instance:
         options = {} if score_threshold is None else {"score_threshold": score_threshold}
-        result = evaluate_instances(converters.read(gt, "coco"), read_json(pred), results_path=pred, **options)
+        result = evaluate_instances(converters.read(gt, "coco"), read_json(pred), results_path=pred, workers=workers,
+                                    **options)
     elif task is Task.semantic:
         options = {} if ignore_index is None else {"ignore_index": ignore_index}
         result = evaluate_semantic(gt, pred, absent_classes=absent_classes.value, **options)

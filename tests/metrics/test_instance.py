@@ -66,6 +66,15 @@ def test_parity_quirks(tmp_path, options):
         assert ours.quirks["result_has_bbox"]
 
 
+def test_two_workers_give_the_same_result_as_one(tmp_path):
+    gt_dict, results = make_case(5, id_zero=True)
+    path = write_gt(tmp_path, gt_dict)
+    one = evaluate_instances(coco.read(path), copy.deepcopy(results), workers=1)
+    two = evaluate_instances(coco.read(path), copy.deepcopy(results), workers=2)
+    assert two.to_dict() == one.to_dict() and two.quirks == one.quirks and one.quirks["gt_annotation_id_zero"]
+    np.testing.assert_array_equal(two.precision, one.precision)
+
+
 def test_empty_results_are_zero_not_error(tmp_path):
     gt, _ = make_case(3)
     ours, _ = check_parity(tmp_path, gt, [])
