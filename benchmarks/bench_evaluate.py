@@ -268,10 +268,11 @@ def instance_section(args) -> list[str]:
                      f"{ref_eval / evaluate[0]:.1f}× / {rows[0][2][1] / evaluate[1]:.1f}× | "
                      f"{ref_total / (load[0] + evaluate[0]):.1f}× | {delta:.1e} |")
     missing = [INSTALL[p] for p in ("faster-coco-eval", "hotcoco") if not version(p)]
-    lines += ["", f"segdata (`coco.read` + `evaluate_instances`, result checks included): AP = {ours[4][0]:.4f}, "
-              f"AP50 = {ours[4][1]:.4f}, AR100 = {ours[4][8]:.4f}; with 2 processes **{ref_eval / ours[2][0]:.1f}×** "
-              f"pycocotools on evaluation, with 1 **{ref_eval / rows[-2][2][0]:.1f}×**. " + (f"Not installed, not run: `{'`, `'.join(missing)}`."
-                                                          if missing else "")]
+    lines += ["", f"segdata (`coco.read` + `evaluate_instances`, result checks included): "
+              f"AP = {ours[4][0]:.4f}, AP50 = {ours[4][1]:.4f}, AR100 = {ours[4][8]:.4f}; with 2 processes "
+              f"**{ref_eval / ours[2][0]:.1f}×** pycocotools on evaluation, with 1 "
+              f"**{ref_eval / rows[-2][2][0]:.1f}×**. "
+              + (f"Not installed, not run: `{'`, `'.join(missing)}`." if missing else "")]
     return lines
 
 
@@ -298,11 +299,12 @@ def panoptic_section(args) -> list[str]:
     all_row = reference["all"]
     lines += ["", (f"PQ = {all_row['pq']:.4f}, SQ = {all_row['sq']:.4f}, RQ = {all_row['rq']:.4f}. "
                    "Differences of 1e-16 come from panopticapi summing per process and then across processes. "
-                   "segdata's helper process is forked once at the start, as `segdata evaluate` forks it before "
-                   f"reading. Decoding the {2 * args.panoptic_images} PNGs alone (1 process, median of "
+                   "segdata's helper process is forked once at the start, as `segdata evaluate` forks it "
+                   f"before reading. Decoding the {2 * args.panoptic_images} PNGs alone "
+                   "(1 process, median of "
                    f"{args.rounds}): OpenCV (libpng) **{decode['opencv']:.2f} s**, `segdata.png.decode_rgb` "
-                   f"(libdeflate + libspng) **{decode['segdata']:.2f} s** — zlib's inflate was the floor of a "
-                   "Python PQ.")]
+                   f"(libdeflate + libspng) **{decode['segdata']:.2f} s** — zlib's inflate was the floor of "
+                   "a Python PQ.")]
     return lines
 
 

@@ -209,7 +209,8 @@ class Mask:
             return cls(height, width, "polygon", polygons=_pack_polygons(segmentation))
         counts = segmentation["counts"]
         if isinstance(counts, list):
-            return cls(height, width, "uncompressed-rle", rle=_coco_mask.frPyObjects(segmentation, height, width))
+            rle = _coco_mask.frPyObjects(segmentation, height, width)
+            return cls(height, width, "uncompressed-rle", rle=rle)
         if isinstance(counts, str):
             counts = counts.encode("ascii", errors="replace")
         return cls(height, width, "rle", rle={"size": [height, width], "counts": counts})

@@ -30,16 +30,19 @@ def default_workers() -> int:
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                       "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                 "fordblks", "keepcost")]
 
 
 try:
     _libc = ctypes.CDLL("libc.so.6")
     _libc.malloc_trim  # glibc only
-    _libc.mallinfo2.restype = _MallInfo2  # glibc 2.33+
 except (OSError, AttributeError):
     _libc = None
+_mallinfo2 = getattr(_libc, "mallinfo2", None)  # glibc 2.33+
+if _mallinfo2 is not None:
+    _mallinfo2.restype = _MallInfo2
 _KEEP_FREE = 16 << 20  # freed heap bytes a process keeps between batches for the next images' arrays
 _started: tuple[int, ProcessPoolExecutor] | None = None
 _prepared: int | None = None  # the command's --workers, once prepare() has been told
@@ -136,7 +139,7 @@ def release_free_memory(keep: int = 0) -> None:
     faults per 640×480 panoptic pair, 20 % of its time), so between batches
     up to ``keep`` bytes stay.  Other C libraries: nothing to do.
     """
-    if _libc is not None and (not keep or _libc.mallinfo2().fordblks > keep):
+    if _libc is not None and (not keep or _mallinfo2 is None or _mallinfo2().fordblks > keep):
         _libc.malloc_trim(0)
 
 
@@ -167,7 +170,11 @@ def _batches(items: Iterable[T], size: int, workers: int = 1) -> Iterator[list[T
     """
     remaining = len(items) if isinstance(items, Sized) else None
     iterator = iter(items)
-    while batch := list(islice(iterator, size if remaining is None else max(1, min(size, remaining // (4 * workers))))):
+    while True:
+        take = size if remaining is None else max(1, min(size, remaining // (4 * workers)))
+        batch = list(islice(iterator, take))
+        if not batch:
+            return
         if remaining is not None:
             remaining -= len(batch)
         yield batch

@@ -44,7 +44,7 @@ def test_results_come_back_in_input_order(workers):
 
 
 def test_this_process_and_its_helper_both_take_whole_batches():
-    pids = list(map_images(_where, iter(range(400)), workers=2, batch_size=10))  # no length: all batches of 10
+    pids = list(map_images(_where, iter(range(400)), workers=2, batch_size=10))  # no length: all of 10
     batches = [set(pids[start:start + 10]) for start in range(0, 400, 10)]
     assert all(len(batch) == 1 for batch in batches)
     assert {os.getpid()} in batches and any(batch != {os.getpid()} for batch in batches)

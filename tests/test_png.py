@@ -1,4 +1,4 @@
-"""segdata/png.py: decode_rgb gives OpenCV's pixels for every PNG other tools wrote, and says what is wrong."""
+"""segdata/png.py: decode_rgb gives OpenCV's pixels for every PNG other tools wrote, says what is wrong."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def test_every_png_of_the_conformance_corpus_and_samples_decodes_to_opencvs_pixels(conformance_dir, samples_dir):
+def test_every_conformance_and_sample_png_decodes_to_opencvs_pixels(conformance_dir, samples_dir):
     kinds = Counter()
     for path in sorted([*conformance_dir.rglob("*.png"), *samples_dir.rglob("*.png")]):
         data = path.read_bytes()
@@ -40,7 +40,7 @@ def test_every_png_of_the_conformance_corpus_and_samples_decodes_to_opencvs_pixe
         assert np.array_equal(png.decode_rgb(data), opencv_rgb(data)), path
         depth, colour = data[24], data[25]
         kinds[colour, depth] += 1
-    # grey 1/8/16-bit, RGB, palette and RGBA, written by mmsegmentation, BDD100K, cocoapi, Cityscapes, segdata…
+    # grey 1/8/16-bit, RGB, palette and RGBA; by mmsegmentation, BDD100K, cocoapi, Cityscapes, segdata…
     assert {(0, 1), (0, 8), (0, 16), (2, 8), (3, 8), (6, 8)} <= set(kinds), kinds
     assert sum(kinds.values()) > 600
 
@@ -75,7 +75,8 @@ def adam7_png(rgb: np.ndarray) -> bytes:
         if reduced.size:
             rows += [b"\0" + row.tobytes() for row in reduced]
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 1)
-    return SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b"")
+    idat = zlib.compress(b"".join(rows))
+    return SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def test_an_interlaced_png_is_read_too():

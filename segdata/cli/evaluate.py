@@ -63,8 +63,8 @@ def evaluate(
     prepare(workers)  # helpers forked now, before the inputs are read
     if task is Task.instance:
         options = {} if score_threshold is None else {"score_threshold": score_threshold}
-        result = evaluate_instances(converters.read(gt, "coco"), read_json(pred), results_path=pred, workers=workers,
-                                    **options)
+        result = evaluate_instances(converters.read(gt, "coco"), read_json(pred), results_path=pred,
+                                    workers=workers, **options)
     elif task is Task.semantic:
         options = {} if ignore_index is None else {"ignore_index": ignore_index}
         result = evaluate_semantic(gt, pred, absent_classes=absent_classes.value, **options)
