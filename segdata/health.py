@@ -34,15 +34,18 @@ True
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 from typing import Any
 
 from segdata.errors import UsageError
 from segdata.model import Dataset, Finding
+from segdata.packed import PackedList
 from segdata.stats import ClassStats, class_stats
-from segdata.validators import summarize_findings, validate
+from segdata.validators import iter_findings, summarize_findings
 from segdata.validators.leakage import LeakageResult, find_leaks
 
 #: Version of the JSON object of :meth:`HealthReport.to_dict`.
@@ -61,9 +64,9 @@ class HealthReport:
 
     Attributes
     ----------
-    validation : list of Finding
+    validation : PackedList of Finding
         :func:`segdata.validators.validate`'s findings, instance overlaps below
-        ``overlap_iou`` as ``info``.
+        ``overlap_iou`` as ``info``; packed, because they can number several per image.
     leakage : LeakageResult
         :func:`segdata.validators.leakage.find_leaks`'s result, as it returned it.
     stats : ClassStats
@@ -74,30 +77,43 @@ class HealthReport:
         The options used.
     """
 
-    validation: list[Finding]
+    validation: PackedList[Finding]
     leakage: LeakageResult
     stats: ClassStats
     verdict: dict[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def findings(self) -> list[Finding]:
+    def findings(self) -> Iterator[Finding]:
         """Every finding once: validation's, then leakage's (minus files validation already reported)."""
         return merge_findings(self.validation, self.leakage.findings)
 
-    def to_dict(self, stats: dict[str, Any] | None = None) -> dict[str, Any]:
+    def to_dict(self, stats: dict[str, Any] | None = None, *, lazy: bool = False) -> dict[str, Any]:
         """The JSON form: verdict, settings, and each job's own JSON object under its name.
 
-        ``stats`` is ``self.stats.to_dict()`` when the caller already has it.
+        ``stats`` is ``self.stats.to_dict()`` when the caller already has it.  ``lazy``
+        gives validation's findings as a :class:`FindingDicts` view instead of a list, for
+        :func:`segdata.report.write_json` to stream without holding them all as dicts.
         """
+        findings = FindingDicts(self.validation)
         return {
             "schema_version": SCHEMA_VERSION,
             "verdict": self.verdict,
             "settings": self.settings,
-            "validate": {"findings": [f.to_dict() for f in self.validation],
+            "validate": {"findings": findings if lazy else list(findings),
                          "summary": summarize_findings(self.validation)},
             "leakage": self.leakage.to_dict(),
             "stats": self.stats.to_dict() if stats is None else stats,
         }
+
+
+class FindingDicts:
+    """The JSON dicts of findings, made again each time the view is iterated."""
+
+    def __init__(self, findings: Iterable[Finding]):
+        self.findings = findings
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (f.to_dict() for f in self.findings)
 
 
 def stage_totals(dataset: Dataset) -> dict[str, int]:
@@ -109,30 +125,34 @@ def stage_totals(dataset: Dataset) -> dict[str, int]:
     return {"validate": _VALIDATE_PASSES * n, "leakage": n, "stats": n}
 
 
-def merge_findings(validation: list, leakage: list) -> list:
+def merge_findings(validation: Iterable, leakage: list) -> Iterator:
     """Validation's findings, then leakage's, without a second finding for an image file already reported.
 
     Works on :class:`Finding` objects and on their JSON dicts alike (the HTML page merges the dicts).
+    ``validation`` is iterated twice: it must be a collection or a view, not an iterator.
     """
     def get(f: Any, key: str) -> Any:
         return f[key] if isinstance(f, dict) else getattr(f, key)
 
+    def not_reported(f: Any) -> bool:
+        return not (get(f, "code") == "file-unreadable" and (get(f, "split"), get(f, "image_id")) in reported)
+
     reported = {(get(f, "split"), get(f, "image_id")) for f in validation if get(f, "code") in _FILE_CODES}
-    return [*validation, *(f for f in leakage if not (get(f, "code") == "file-unreadable"
-                                                      and (get(f, "split"), get(f, "image_id")) in reported))]
+    return chain(validation, filter(not_reported, leakage))
 
 
-def _demote_overlaps(findings: list[Finding], overlap_iou: float) -> list[Finding]:
-    return [replace(f, severity="info") if f.code == "instance-overlap" and f.severity == "warning"
-            and f.details.get("iou", 1.0) < overlap_iou else f for f in findings]
+def _demote_overlaps(findings: Iterable[Finding], overlap_iou: float) -> Iterator[Finding]:
+    return (replace(f, severity="info") if f.code == "instance-overlap" and f.severity == "warning"
+            and f.details.get("iou", 1.0) < overlap_iou else f for f in findings)
 
 
-def judge(findings: list[Finding], leakage_summary: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
+def judge(findings: Iterable[Finding], leakage_summary: dict[str, Any],
+          stats: dict[str, Any]) -> dict[str, Any]:
     """The verdict: counts by severity, leaked evaluation images, the rarest class, and one line.
 
     Parameters
     ----------
-    findings : list of Finding
+    findings : iterable of Finding
         Every finding once (:func:`merge_findings`).
     leakage_summary : dict
         ``LeakageResult.summary``.
@@ -146,7 +166,8 @@ def judge(findings: list[Finding], leakage_summary: dict[str, Any], stats: dict[
         "leaking", "share"}}, "rarest_class": {"id", "name", "pixels", "pixel_share"} or None,
         "alerts", "line"}``.  ``clean`` means no error and no warning (so no leak between splits).
     """
-    counts = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "info")}
+    severities = Counter(f.severity for f in findings)
+    counts = {s: severities[s] for s in ("error", "warning", "info")}
     leaked = {split: dict(entry) for split, entry in leakage_summary["evaluation"].items()}
     leaked_images = sum(entry["leaking"] for entry in leaked.values())
     categories = [row for row in stats["classes"] if not row["is_background"]]
@@ -274,7 +295,8 @@ def check_health(
             progress(stage, totals[stage] - done[stage])
             done[stage] = totals[stage]
 
-    validation = _demote_overlaps(validate(dataset, workers=workers, progress=reporter("validate")), overlap_iou)
+    found = iter_findings(dataset, workers=workers, progress=reporter("validate"))
+    validation = PackedList(_demote_overlaps(found, overlap_iou))
     finish("validate")
     leakage = find_leaks(dataset, cache_dir=cache_dir, workers=workers, progress=reporter("leakage"))
     finish("leakage")

@@ -20,6 +20,7 @@ import base64
 import html
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterable
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -264,7 +265,7 @@ def _finding_thumbs(group: list[dict[str, Any]], code: str, images: dict, annota
     return thumbs
 
 
-def _findings_section(findings: list[dict[str, Any]], dataset: Dataset) -> str:
+def _findings_section(findings: Iterable[dict[str, Any]], dataset: Dataset) -> str:
     images = {(i.split, i.id): i for i in dataset.images}
     annotations = {(a.split, a.id): a for a in dataset.annotations}
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -360,7 +361,7 @@ def _stats_section(stats: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def render_html(report: dict[str, Any], findings: list[dict[str, Any]], dataset: Dataset, *, title: str,
+def render_html(report: dict[str, Any], findings: Iterable[dict[str, Any]], dataset: Dataset, *, title: str,
                 command: str, version: str, next_steps: list[str]) -> str:
     """The self-contained HTML page of a health report.
 
@@ -368,7 +369,7 @@ def render_html(report: dict[str, Any], findings: list[dict[str, Any]], dataset:
     ----------
     report : dict
         :meth:`segdata.health.HealthReport.to_dict`.
-    findings : list of dict
+    findings : iterable of dict
         Every finding once (:meth:`segdata.health.HealthReport.findings`), as dicts.
     dataset : Dataset
         The dataset checked: image files and masks for the thumbnails.

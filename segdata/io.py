@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import orjson
 
 from segdata.errors import FormatError, OutputExistsError, ReadError
@@ -48,6 +49,46 @@ def dumps_json(obj: Any, *, indent: bool = False, sort_keys: bool = True) -> byt
     if indent:
         option |= orjson.OPT_INDENT_2
     return orjson.dumps(obj, option=option)
+
+
+def iter_json(obj: Any, *, depth: int = 0) -> Iterator[bytes]:
+    """``dumps_json(obj, indent=True)`` in pieces, items of views streamed one at a time.
+
+    A *view* is an iterable that is not a list, tuple, dict, string or array
+    (a generator, :class:`segdata.health.FindingDicts`): it is written as a
+    JSON array, item by item, so that a document of 100k findings is never
+    held whole, as dicts or as bytes.  The bytes are those ``dumps_json``
+    gives for the same document with the views as lists.
+
+    Examples
+    --------
+    >>> streamed = b"".join(iter_json({"b": (i for i in range(2)), "a": 1}))
+    >>> streamed == dumps_json({"a": 1, "b": [0, 1]}, indent=True)
+    True
+    """
+    pad = b"\n" + b"  " * (depth + 1)
+    if isinstance(obj, dict) and _holds_view(obj):
+        yield b"{"
+        for n, key in enumerate(sorted(obj)):
+            yield (b"," if n else b"") + pad + dumps_json(key) + b": "
+            yield from iter_json(obj[key], depth=depth + 1)
+        yield pad[:-2] + b"}"
+    elif _is_view(obj):
+        first = True
+        for item in obj:
+            yield (b"[" if first else b",") + pad + dumps_json(item, indent=True).replace(b"\n", pad)
+            first = False
+        yield b"[]" if first else pad[:-2] + b"]"
+    else:
+        yield dumps_json(obj, indent=True).replace(b"\n", pad[:-2])
+
+
+def _is_view(obj: Any) -> bool:
+    return hasattr(obj, "__iter__") and not isinstance(obj, (list, tuple, dict, str, bytes, np.ndarray))
+
+
+def _holds_view(obj: dict) -> bool:
+    return any(_is_view(v) or (isinstance(v, dict) and _holds_view(v)) for v in obj.values())
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

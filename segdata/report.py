@@ -14,12 +14,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from segdata.io import dumps_json, write_bytes_atomic
+from segdata.io import iter_json, write_bytes_atomic
 
 
 def write_json(obj: Any) -> None:
-    """Print ``obj`` as indented JSON (sorted keys) on stdout."""
-    sys.stdout.buffer.write(dumps_json(obj, indent=True) + b"\n")
+    """Print ``obj`` as indented JSON (sorted keys) on stdout, views in it streamed (:func:`iter_json`)."""
+    out = sys.stdout.buffer
+    for piece in iter_json(obj):
+        out.write(piece)
+    out.write(b"\n")
     sys.stdout.flush()
 
 

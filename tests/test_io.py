@@ -1,11 +1,15 @@
-"""segdata/io.py: atomic outputs get the permissions any other file of the user would get."""
+"""segdata/io.py, segdata/packed.py: atomic outputs get the user's usual permissions; big results stream."""
 
 from __future__ import annotations
 
 import os
 import stat
 
-from segdata.io import output_dir, write_bytes_atomic
+import numpy as np
+
+from segdata.io import dumps_json, iter_json, output_dir, write_bytes_atomic
+from segdata.model import Finding
+from segdata.packed import CHUNK, PackedList
 
 
 def _umask() -> int:
@@ -20,3 +24,35 @@ def test_atomic_file_and_folder_follow_the_umask(tmp_path):
         (staging / "a.txt").write_text("a")
     assert stat.S_IMODE((tmp_path / "report.html").stat().st_mode) == 0o666 & ~_umask()
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~_umask()
+
+
+def _findings(count: int) -> list[Finding]:
+    return [Finding("instance-overlap", "info", f"image {i}: shares {i} px", "train", i // 3, i,
+                    details={"iou": i / count, "other_annotation_id": i + 1}) for i in range(count)]
+
+
+def test_packed_list_gives_back_every_item_in_order_across_chunks():
+    findings = _findings(2 * CHUNK + 7)
+    packed = PackedList(findings[:CHUNK + 1])
+    for finding in findings[CHUNK + 1:]:
+        packed.append(finding)
+    assert len(packed) == len(findings)
+    assert list(packed) == findings and list(packed) == findings  # iterated again, the same
+    seen = []
+    for finding in packed:  # appended while iterating: not seen by this pass, kept for the next
+        if not seen:
+            packed.append(findings[0])
+        seen.append(finding)
+    assert seen == findings and len(packed) == len(findings) + 1
+
+
+def test_streamed_json_has_the_bytes_of_the_whole_document():
+    findings = _findings(1100)
+    document = {"verdict": {"line": "x", "counts": {"b": 2, "a": 1}}, "validate": {
+        "findings": [f.to_dict() for f in findings], "summary": {"total": 1100}},
+        "stats": {"pixels": np.arange(3), "classes": []}, "empty": [],
+        "nested": {"deep": {"list": [[1, [2]]]}}}
+    lazy = {**document, "validate": {"findings": (f.to_dict() for f in PackedList(findings)),
+                                     "summary": {"total": 1100}},
+            "empty": iter([]), "nested": {"deep": {"list": iter([[1, [2]]])}}}
+    assert b"".join(iter_json(lazy)) == dumps_json(document, indent=True)

@@ -21,14 +21,15 @@ Examples
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from segdata.errors import UsageError
 from segdata.model import SEVERITIES, Dataset, Finding
 from segdata.validators import consistency, files, formats, geometry, overlap, schema  # noqa: F401  (they register)
 from segdata.validators._registry import CHECKS, CODES, OVERLAP_MODES, Context
 
-__all__ = ["CODES", "FAIL_ON", "OVERLAP_MODES", "fails", "select_codes", "summarize_findings", "validate"]
+__all__ = ["CODES", "FAIL_ON", "OVERLAP_MODES", "fails", "iter_findings", "select_codes",
+           "summarize_findings", "validate"]
 
 #: Thresholds for :func:`fails`: the lowest severity that fails, or never.
 FAIL_ON = ("error", "warning", "info", "never")
@@ -87,17 +88,32 @@ def validate(
     UsageError
         An unknown code, overlap mode, or a ``min_area`` below 1.
     """
+    return list(iter_findings(dataset, only=only, skip=skip, overlap_mode=overlap_mode, min_area=min_area,
+                              workers=workers, progress=progress))
+
+
+def iter_findings(
+    dataset: Dataset,
+    *,
+    only: Iterable[str] | None = None,
+    skip: Iterable[str] | None = None,
+    overlap_mode: str = "instance",
+    min_area: int = 4,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Finding]:
+    """:func:`validate`'s findings one at a time, as the checks produce them, for a caller that packs them.
+
+    The arguments are those of :func:`validate`, and are checked here, at the call.
+    """
     codes = select_codes(only, skip)
     if overlap_mode not in OVERLAP_MODES:
         raise UsageError(f"overlap_mode must be one of {', '.join(sorted(OVERLAP_MODES))}, found {overlap_mode!r}")
     if min_area < 1:
         raise UsageError(f"min_area must be at least 1 pixel, found {min_area}")
     context = Context(codes, overlap_mode, min_area, workers, progress)
-    findings: list[Finding] = []
-    for check in CHECKS.values():
-        if context.wants(*check.codes):
-            findings.extend(f for f in check.fn(dataset, context) if f.code in codes)
-    return findings
+    return (f for check in CHECKS.values() if context.wants(*check.codes)
+            for f in check.fn(dataset, context) if f.code in codes)
 
 
 def summarize_findings(findings: Iterable[Finding]) -> dict:
@@ -110,13 +126,16 @@ def summarize_findings(findings: Iterable[Finding]) -> dict:
         "by_code": {code: {"severity": s, "count": n}}}``, codes sorted; a code
         that appears with two severities (overlaps by mode) keeps the highest.
     """
-    findings = list(findings)
-    by_severity = Counter(f.severity for f in findings)
+    by_severity: Counter[str] = Counter()
     by_code: dict[str, dict] = {}
-    for f in sorted(findings, key=lambda f: (f.code, _RANK[f.severity])):
+    for f in findings:
+        by_severity[f.severity] += 1
         entry = by_code.setdefault(f.code, {"severity": f.severity, "count": 0})
         entry["count"] += 1
-    return {"total": len(findings), "by_severity": {s: by_severity[s] for s in SEVERITIES}, "by_code": by_code}
+        if _RANK[f.severity] < _RANK[entry["severity"]]:
+            entry["severity"] = f.severity
+    return {"total": by_severity.total(), "by_severity": {s: by_severity[s] for s in SEVERITIES},
+            "by_code": dict(sorted(by_code.items()))}
 
 
 def fails(findings: Iterable[Finding], fail_on: str = "error") -> bool:

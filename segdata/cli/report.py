@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -37,32 +38,35 @@ def _command_line(ctx: typer.Context) -> str:
     return shlex.join(words)
 
 
-def _render(report: dict[str, Any], findings: list[dict[str, Any]], steps: list[str], out: Optional[Path],
+def _render(report: dict[str, Any], findings: Iterable[dict[str, Any]], steps: list[str], out: Optional[Path],
             console: Console) -> None:
     """Verdict line first, then a short table per section, then where to look next."""
     verdict = report["verdict"]
     console.print(f"[bold {'green' if verdict['clean'] else 'red'}]{verdict['line']}[/]", highlight=False,
                   soft_wrap=True)
 
-    counts: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    firsts: dict[tuple[str, str], dict[str, Any]] = {}
+    demoted = 0
     for f in findings:
-        counts.setdefault((f["code"], f["severity"]), []).append(f)
+        key = (f["code"], f["severity"])
+        counts[key] = counts.get(key, 0) + 1
+        firsts.setdefault(key, f)
+        demoted += key == ("instance-overlap", "info")
     table = Table(title="findings (validation and leaks)", title_justify="left")
     for column in ("code", "severity", "count", "first at"):
         table.add_column(column, justify="right" if column == "count" else "left")
     order = sorted(counts, key=lambda key: (("error", "warning", "info").index(key[1]), key[0]))
     for code, severity in order:
-        group = counts[(code, severity)]
-        first = group[0]
+        first = firsts[(code, severity)]
         at = " ".join(str(v) for v in (first["split"], "image", first["image_id"]) if v not in ("", None))
         if first["annotation_id"] is not None:
             at += f", annotation {first['annotation_id']}"
-        table.add_row(code, f"[{_STYLES[severity]}]{severity}[/]", f"{len(group):,}", at)
+        table.add_row(code, f"[{_STYLES[severity]}]{severity}[/]", f"{counts[(code, severity)]:,}", at)
     if order:
         console.print(table)
     else:
         console.print("no findings")
-    demoted = sum(f["code"] == "instance-overlap" and f["severity"] == "info" for f in findings)
     if demoted:
         console.print(f"{demoted:,} instance overlaps below IoU {report['settings']['overlap_iou']:g} are "
                       "counted as info (occlusion), not as warnings", highlight=False)
@@ -143,19 +147,22 @@ def report(
             result = check_health(dataset, cache_dir=cache_dir, workers=workers, **options,
                                   progress=lambda stage, units: progress.update(task, advance=units,
                                                                                 description=stage))
-    document = {**result.to_dict(), "segdata_version": __version__}
-    findings = merge_findings(document["validate"]["findings"], document["leakage"]["findings"])
+    document = {**result.to_dict(lazy=True), "segdata_version": __version__}  # findings streamed, not held
+
+    def findings() -> Iterator[dict[str, Any]]:
+        return merge_findings(document["validate"]["findings"], document["leakage"]["findings"])
+
     steps = next_steps(document, str(path))
     if out is not None:
         from segdata.html_report import render_html
         from segdata.io import write_bytes_atomic
 
-        page = render_html(document, findings, dataset, title=str(path), command=_command_line(ctx),
+        page = render_html(document, findings(), dataset, title=str(path), command=_command_line(ctx),
                            version=__version__, next_steps=steps)
         write_bytes_atomic(out, page.encode())
     if json:
         write_json(document)
     else:
-        _render(document, findings, steps, out, Console())
+        _render(document, findings(), steps, out, Console())
     if fails(result.findings(), fail_on.value):
         raise typer.Exit(1)

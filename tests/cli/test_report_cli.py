@@ -13,6 +13,9 @@ import pytest
 from PIL import Image
 
 from segdata import __version__
+from segdata.converters import coco
+from segdata.health import check_health
+from segdata.io import dumps_json
 from tests.conftest import REPO, run_segdata
 
 CHROMIUM_SH = REPO / "docs" / "chromium.sh"
@@ -64,6 +67,16 @@ def test_splits_from_separate_files_give_the_same_verdict(samples_dir):
                        "--workers", "1")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["verdict"]["line"].startswith("not clean: 8 errors, 1 warning, 4 leaked images")
+
+
+def test_streamed_json_is_the_library_document_byte_for_byte(samples_dir):
+    """The CLI streams validation's findings (packed, then written one by one); the bytes are dumps_json's."""
+    dataset = coco.read(samples_dir / "coco-dirty")
+    document = {**check_health(dataset, workers=1).to_dict(), "segdata_version": __version__}
+    done = run_segdata("report", samples_dir / "coco-dirty", "--json", "--fail-on", "never", "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    assert len(document["validate"]["findings"]) > 10
+    assert done.stdout.encode() == dumps_json(document, indent=True) + b"\n"
 
 
 def test_quickstart_writes_only_the_report(samples_dir, tmp_path):
