@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
@@ -91,6 +92,37 @@ class Fingerprint:
     def ok(self) -> bool:
         """True when the file was read."""
         return self.error is None
+
+
+class FingerprintTable:
+    """Fingerprints of many files, a row each: hashes in memory, thumbnails in an unnamed temporary file.
+
+    About 200 bytes a file stay in memory; the 1 KB thumbnails are read back
+    only for the candidate pairs a search finds, so checking millions of
+    images does not hold gigabytes of thumbnails.  The file goes away with
+    :meth:`close` (or the table).
+    """
+
+    def __init__(self, rows: int):
+        self.file_hashes = [b""] * rows
+        self.hashes = np.zeros((rows, len(REGIONS)), np.uint64)
+        self.errors: list[str | None] = ["not fingerprinted"] * rows
+        self._thumbs = tempfile.TemporaryFile()
+
+    def __setitem__(self, row: int, fingerprint: Fingerprint) -> None:
+        self.file_hashes[row] = fingerprint.file_hash
+        self.hashes[row] = fingerprint.hashes
+        self.errors[row] = fingerprint.error
+        self._thumbs.seek(row * THUMB * THUMB)
+        self._thumbs.write(np.ascontiguousarray(fingerprint.thumb, np.uint8).tobytes())
+
+    def thumb(self, row: int) -> np.ndarray:
+        """The ``(32, 32)`` uint8 thumbnail of a row."""
+        self._thumbs.seek(row * THUMB * THUMB)
+        return np.frombuffer(self._thumbs.read(THUMB * THUMB), np.uint8).reshape(THUMB, THUMB)
+
+    def close(self) -> None:
+        self._thumbs.close()
 
 
 def popcount(values: np.ndarray) -> np.ndarray:
@@ -332,7 +364,7 @@ def choose_chunks(n_index: int, radius: int) -> int:
 
 
 def radius_search(queries: np.ndarray, index: np.ndarray, radius: int, *, chunks: int | None = None,
-                  batch_candidates: int = 1 << 18) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  batch_candidates: int = 1 << 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All (query, index entry) pairs of 64-bit hashes within Hamming ``radius``, without an N×N matrix.
 
     Multi-index hashing: each hash is cut into ``chunks`` bit ranges; by
@@ -463,12 +495,16 @@ class FingerprintCache:
 
     def get(self, path: str | None) -> Fingerprint | None:
         """The cached fingerprint of an unchanged file, else ``None``."""
+        if not self._rows:
+            return None
         stamp = self.stamp(path)
         row = self._rows.get(str(path)) if stamp is not None else None
         return row[2] if row is not None and row[:2] == stamp else None
 
     def put(self, path: str | None, fingerprint: Fingerprint) -> None:
-        """Remember a readable file's fingerprint (unreadable files are retried next time)."""
+        """Remember a readable file's fingerprint (no folder: nothing kept; unreadable: retried next time)."""
+        if self.folder is None:
+            return
         stamp = self.stamp(path)
         if fingerprint.ok and stamp is not None:
             self._rows[str(path)] = (*stamp, fingerprint)

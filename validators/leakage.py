@@ -58,8 +58,9 @@ import numpy as np
 import pandas as pd
 
 from segdata.errors import UsageError
-from segdata.fingerprint import (MIRRORED, REGIONS, WHOLE, FingerprintCache, aligned_correlation,
-                                 fingerprint_file, image_header, pixel_hash, radius_search)
+from segdata.fingerprint import (MIRRORED, REGIONS, WHOLE, FingerprintCache, FingerprintTable,
+                                 aligned_correlation, fingerprint_file, image_header, pixel_hash,
+                                 radius_search)
 from segdata.model import Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
 
@@ -157,24 +158,28 @@ def _mask_signatures(dataset: Dataset) -> list[bytes | None]:
 
 
 def _fingerprints(dataset: Dataset, cache: FingerprintCache, workers: int | None,
-                  progress: Callable[[int], None] | None) -> tuple[list, int, int]:
-    """One fingerprint per image (each distinct file computed once), and (hashed, cached) counts."""
+                  progress: Callable[[int], None] | None) -> tuple[FingerprintTable, list[int], int, int]:
+    """A table row per distinct file (computed once, or from the cache); each image's row; hashed, cached."""
     paths = [None if image.path is None else str(image.path) for image in dataset.images]
-    known = {p: cache.get(p) for p in dict.fromkeys(paths) if p is not None}
-    todo = [p for p, fp in known.items() if fp is None]
-    for path, fp in zip(todo, map_images(fingerprint_file, todo, workers=workers,
-                                         progress=progress)):
-        known[path] = fp
+    row_of = {path: row for row, path in enumerate(dict.fromkeys(paths))}
+    table, todo = FingerprintTable(len(row_of)), []
+    for path, row in row_of.items():
+        fp = fingerprint_file(None) if path is None else cache.get(path)
+        if fp is None:
+            todo.append(path)
+        else:
+            table[row] = fp
+    for path, fp in zip(todo, map_images(fingerprint_file, todo, workers=workers, progress=progress)):
+        table[row_of[path]] = fp
         cache.put(path, fp)
     cache.save()
-    cached = len(known) - len(todo)
+    cached = len(row_of) - (None in row_of) - len(todo)
     if progress and cached:
         progress(cached)
-    missing = fingerprint_file(None)
-    return [missing if p is None else known[p] for p in paths], len(todo), cached
+    return table, [row_of[p] for p in paths], len(todo), cached
 
 
-def _near_pairs(fps: list, ok: list[int], max_distance: int, mirror: bool,
+def _near_pairs(table: FingerprintTable, rows: list[int], ok: list[int], max_distance: int, mirror: bool,
                 min_correlation: float) -> dict[tuple[int, int], int]:
     """Verified near-duplicate pairs ``(i, j)`` with ``i < j`` -> Hamming distance of the hashes that matched.
 
@@ -189,7 +194,7 @@ def _near_pairs(fps: list, ok: list[int], max_distance: int, mirror: bool,
     if len(ok) < 2:
         return {}
     n = len(ok)
-    hashes = np.array([fps[i].hashes for i in ok], np.uint64).reshape(n, len(REGIONS))
+    hashes = table.hashes[[rows[i] for i in ok]]
     index = hashes[:, [WHOLE, MIRRORED] if mirror else [WHOLE]].T.ravel()  # e: image e % n, mirrored e >= n
     kinds = np.array([k for k in range(len(REGIONS)) if k != MIRRORED])
     q, e, dist = radius_search(hashes[:, kinds].ravel(), index, max_distance)  # q: image q // K, kinds[q % K]
@@ -203,9 +208,9 @@ def _near_pairs(fps: list, ok: list[int], max_distance: int, mirror: bool,
         key = (ok[int(low[k])], ok[int(high[k])])
         if key in best:
             continue
-        fa, fb = fps[ok[int(a[k])]], fps[ok[int(b[k])]]
+        thumb_a, thumb_b = table.thumb(rows[ok[int(a[k])]]), table.thumb(rows[ok[int(b[k])]])
         box = REGIONS[int(region[k])]
-        if aligned_correlation(fa.thumb, box, fb.thumb, bool(flipped[k])) >= min_correlation:
+        if aligned_correlation(thumb_a, box, thumb_b, bool(flipped[k])) >= min_correlation:
             best[key] = int(dist[k])
     return best
 
@@ -259,13 +264,15 @@ def find_leaks(
     images = dataset.images
     groups = _group_keys(images, group_regex)
     cache = FingerprintCache(cache_dir)
-    fps, hashed, cached = _fingerprints(dataset, cache, workers, progress)
+    table, rows, hashed, cached = _fingerprints(dataset, cache, workers, progress)
+    errors = [table.errors[row] for row in rows]
     findings = [Finding("file-unreadable", LEAK_CODES["file-unreadable"],
-                        f"{image.split} image {image.id} ({image.file_name}): cannot be read ({fp.error}); "
+                        f"{image.split} image {image.id} ({image.file_name}): cannot be read ({error}); "
                         "left out of the leakage check", image.split, image.id,
-                        path=None if image.path is None else str(image.path), details={"error": fp.error})
-                for image, fp in zip(images, fps) if not fp.ok]
-    ok = [i for i, fp in enumerate(fps) if fp.ok]
+                        path=None if image.path is None else str(image.path), details={"error": error})
+                for image, error in zip(images, errors) if error is not None]
+    ok = [i for i, error in enumerate(errors) if error is None]
+    file_hash = [table.file_hashes[row] for row in rows]
 
     links: dict[tuple[int, int], tuple[int, int | None]] = {}  # (i, j) -> (kind rank, distance)
 
@@ -283,12 +290,13 @@ def find_leaks(
             for i, j in combinations(same, 2):
                 link(i, j, kind, distance)
 
-    link_equal([(i, fps[i].file_hash) for i in ok], "exact-file", 0)
-    near = _near_pairs(fps, ok, max_distance, mirror, min_correlation)
+    link_equal([(i, file_hash[i]) for i in ok], "exact-file", 0)
+    near = _near_pairs(table, rows, ok, max_distance, mirror, min_correlation)
+    table.close()
     headers: dict[int, tuple | None] = {}
     pixel_digests: dict[int, bytes | None] = {}
     for (i, j), distance in near.items():
-        if fps[i].file_hash != fps[j].file_hash:
+        if file_hash[i] != file_hash[j]:
             same = False
             for k in (i, j):
                 if k not in headers:

@@ -17,8 +17,8 @@ from PIL import Image
 from segdata.contact_sheet import cell_box_ltrb, sheet_size_wh
 from segdata.converters import coco
 from segdata.errors import UsageError
-from segdata.fingerprint import (CACHE_VERSION, MIRRORED, REGIONS, WHOLE, FingerprintCache, choose_chunks,
-                                 fingerprint_file, popcount, radius_search, region_hashes)
+from segdata.fingerprint import (CACHE_VERSION, MIRRORED, REGIONS, WHOLE, FingerprintCache, FingerprintTable,
+                                 choose_chunks, fingerprint_file, popcount, radius_search, region_hashes)
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord
 from segdata.validators.leakage import LEAK_CODES, PAIR_COLUMNS, find_leaks
@@ -270,6 +270,20 @@ def test_choose_chunks_is_exact_buckets_on_small_indexes_and_wider_on_large():
 def test_radius_search_refuses_a_radius_outside_the_hash():
     with pytest.raises(ValueError, match="radius must be in 0..63 bits, found 64"):
         radius_search(np.zeros(1, np.uint64), np.zeros(1, np.uint64), 64)
+
+
+def test_fingerprint_table_gives_back_each_rows_fingerprint(clean_copy):
+    """Rows written in any order read back exactly (the thumbnails from the table's temporary file)."""
+    paths = [str(p) for p in sorted((clean_copy / "images").rglob("*.jpg"))[:4]] + [None]
+    prints = [fingerprint_file(p) for p in paths]
+    table = FingerprintTable(len(prints))
+    for row in (3, 0, 4, 2, 1):
+        table[row] = prints[row]
+    for row, fp in enumerate(prints):
+        assert (table.file_hashes[row], table.errors[row]) == (fp.file_hash, fp.error)
+        assert np.array_equal(table.hashes[row], fp.hashes) and np.array_equal(table.thumb(row), fp.thumb)
+    assert table.errors[4] == "the record names no image file"
+    table.close()
 
 
 def test_cache_second_run_hashes_zero_images(clean_copy):
