@@ -161,6 +161,12 @@ def _run_batch(fn: Callable[[Any], Any], batch: list[Any]) -> list[Any]:
     return results
 
 
+def _fold_batch(fold: Callable[[list[Any]], Any], batch: list[Any]) -> list[Any]:
+    result = fold(batch)
+    release_free_memory(keep=_KEEP_FREE)
+    return [result]
+
+
 def _batches(items: Iterable[T], size: int, workers: int = 1) -> Iterator[list[T]]:
     """Batches of ``size`` items; of a list, the last ones shrink to one item.
 
@@ -216,34 +222,65 @@ def map_images(
     >>> list(map_images(abs, [-1, 2, -3], workers=1))
     [1, 2, 3]
     """
+    yield from _dispatch(_run_batch, fn, items, workers, batch_size, progress)
+
+
+def map_batches(
+    fold: Callable[[list[T]], R],
+    items: Iterable[T],
+    *,
+    workers: int | None = None,
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[R]:
+    """Apply ``fold`` to batches of items where they run; yield one result per batch, in input order.
+
+    For jobs whose per-image results are summed (class histograms, counts):
+    a batch's partial sum travels back instead of ``batch_size`` results, and
+    the summing is done by whoever ran the batch, not all by this process.
+    ``progress`` counts items.  Otherwise as :func:`map_images`.
+
+    Examples
+    --------
+    >>> list(map_batches(sum, range(10), workers=1, batch_size=4))
+    [6, 22, 17]
+    """
+    yield from _dispatch(_fold_batch, fold, items, workers, batch_size, progress)
+
+
+def _dispatch(run: Callable[[Callable, list], list], fn: Callable, items: Iterable, workers: int | None,
+              batch_size: int, progress: Callable[[int], None] | None) -> Iterator:
+    """``run(fn, batch)`` over the batches, here, in helpers or on the cluster; the results in order."""
     if _dask is not None:
         executor = _dask.get_executor(pure=False)
         slots = max(1, sum(_dask.nthreads().values()))
-        yield from _map_batches(executor, fn, items, slots, batch_size, progress, share=False)
+        yield from _map_batches(executor, run, fn, items, slots, batch_size, progress, share=False)
         return
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, found {workers}")
     if workers == 1:
-        for item in items:
-            yield fn(item)
+        size = batch_size if run is _fold_batch else 1
+        for batch in _batches(iter(items), size):  # iter: no helper waits for the last batches
+            yield from run(fn, batch)
             if progress:
-                progress(1)
+                progress(len(batch))
         return
     if _started is not None and _started[0] == workers:
-        yield from _map_batches(_started[1], fn, items, workers, batch_size, progress)
+        yield from _map_batches(_started[1], run, fn, items, workers, batch_size, progress)
         return
     # forked helpers share this process's pages until something writes to them; the garbage collector
     # would write to every object's header, so the objects that exist now are kept out of its sight
     gc.freeze()
     try:
         with ProcessPoolExecutor(max_workers=workers - 1, initializer=_reuse_freed_pages) as pool:
-            yield from _map_batches(pool, fn, items, workers, batch_size, progress)
+            yield from _map_batches(pool, run, fn, items, workers, batch_size, progress)
     finally:
         gc.unfreeze()
 
 
-def _map_batches(pool: Executor, fn, items, workers: int, batch_size: int, progress, share: bool = True) -> Iterator:
+def _map_batches(pool: Executor, run, fn, items, workers: int, batch_size: int, progress,
+                 share: bool = True) -> Iterator:
     """Send batches to the pool in order; locally (``share``) this process also takes some.
 
     Whenever the oldest batch is not done, this process takes the newest one
@@ -259,7 +296,7 @@ def _map_batches(pool: Executor, fn, items, workers: int, batch_size: int, progr
 
     def refill() -> None:
         while len(window) < limit and (batch := next(batches, None)) is not None:
-            window.append([pool.submit(_run_batch, fn, batch), batch, None])
+            window.append([pool.submit(run, fn, batch), batch, None])
 
     try:
         refill()
@@ -269,14 +306,14 @@ def _map_batches(pool: Executor, fn, items, workers: int, batch_size: int, progr
                 unstarted = (entry for entry in reversed(window) if entry[2] is None and entry[0].cancel())
                 taken = next(unstarted, None)
                 if taken is not None:
-                    taken[2] = _run_batch(fn, taken[1])
+                    taken[2] = run(fn, taken[1])
                     continue
             window.popleft()
             refill()  # the helpers get their next batches before this process waits
             results = head[2] if head[2] is not None else future.result()
             yield from results
             if progress:
-                progress(len(results))
+                progress(len(head[1]))
     finally:  # the caller stopped early, or a job failed: nothing left running for it
         for future, _, _ in window:
             future.cancel()

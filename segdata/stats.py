@@ -39,8 +39,9 @@ Suggested loss weights (``NaN`` for a class the count does not cover):
   with ``n_c`` = instances, over the categories with instances (not
   background), normalised so that Σw = K (mean 1).
 
-Per-image work runs through :func:`segdata.parallel.map_images`; each image
-sends back only its class histogram and its instances' areas, reduced here.
+Per-image work runs through :func:`segdata.parallel.map_batches`: each batch
+of images is counted and summed where it runs, and only that partial tally
+(sums per split and class, instance areas) comes back to be added here.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ from segdata.compose_counts import count_image
 from segdata.errors import UsageError
 from segdata.io import write_bytes_atomic
 from segdata.model import Annotation, Dataset, ImageRecord
-from segdata.parallel import map_images
+from segdata.parallel import map_batches
 
 #: Version of the JSON object returned by :meth:`ClassStats.to_dict`.
 SCHEMA_VERSION = 1
@@ -216,6 +217,23 @@ def _image_counts(job: tuple[ImageRecord, list[Annotation], Any], *,
             "pixels": pixels, "instances": instances, "skipped": len(annotations) - len(instances)}
 
 
+def _tally_batch(jobs: list[tuple[ImageRecord, list[Annotation], Any]], *, config: ComposeSettings,
+                 splits: tuple[str, ...]) -> _Tally:
+    """Some images counted and summed where they ran: one partial tally comes back, not a result an image."""
+    tally = _Tally(len(splits))
+    split_code = {split: code for code, split in enumerate(splits)}
+    for job in jobs:
+        result = _image_counts(job, config=config)
+        if result is None:
+            tally.skipped_images += 1
+            continue
+        tally.skipped_annotations += result["skipped"]
+        tally.unknown_pixels += result["unknown"]
+        tally.from_label_maps += result["from_label_map"]
+        tally.add(split_code[result["split"]], result["size"], result["pixels"], result["instances"])
+    return tally
+
+
 def class_stats(
     dataset: Dataset,
     *,
@@ -283,20 +301,12 @@ def class_stats(
                          f"{rare_instance_share} and {rare_images}")
     config = settings(dataset.categories, overlap=overlap, crowd="void", on_invalid="skip")
     tally = _Tally(len(dataset.splits))
-    split_code = {split: code for code, split in enumerate(dataset.splits)}
-    skipped_images = skipped_annotations = unknown_pixels = from_label_maps = 0
     label_maps = label_maps or {}
-    job = partial(_image_counts, config=config)
+    fold = partial(_tally_batch, config=config, splits=tuple(dataset.splits))
     items = ((image, annotations, label_maps.get((image.split, image.id)))
              for image, annotations in dataset.iter_images())
-    for result in map_images(job, items, workers=workers, progress=progress):
-        if result is None:
-            skipped_images += 1
-            continue
-        skipped_annotations += result["skipped"]
-        unknown_pixels += result["unknown"]
-        from_label_maps += result["from_label_map"]
-        tally.add(split_code[result["split"]], result["size"], result["pixels"], result["instances"])
+    for part in map_batches(fold, items, workers=workers, progress=progress):
+        tally.merge(part)
 
     names = {config.background_value: BACKGROUND, **{c.id: c.name for c in dataset.categories.values()}}
     order = [config.background_value, *dataset.categories]
@@ -313,9 +323,9 @@ def class_stats(
         settings={"overlap": overlap, "crowd": "void", "beta": beta,
                   "background_value": config.background_value,
                   "void_value": config.void_value, "rare_instance_share": rare_instance_share,
-                  "rare_images": rare_images, "images_skipped": skipped_images,
-                  "annotations_skipped": skipped_annotations,
-                  "images_from_label_maps": from_label_maps, "unknown_pixels": unknown_pixels})
+                  "rare_images": rare_images, "images_skipped": tally.skipped_images,
+                  "annotations_skipped": tally.skipped_annotations,
+                  "images_from_label_maps": tally.from_label_maps, "unknown_pixels": tally.unknown_pixels})
 
 
 #: What :class:`_Tally` sums per (split, class), in this order.
@@ -324,15 +334,33 @@ _SUMS = ("pixels", "pixel_images", "present_px", "area_sum", "crowd_area_sum", "
 
 
 class _Tally:
-    """The workers' per-image results reduced as they arrive: sums per (split, class), each instance's area
-    (for exact quantiles), and per image only its split and counts: ~8 bytes an instance, not a row of
-    five."""
+    """Per-image results reduced: sums per (split, class), each instance's area (for exact quantiles), and
+    per image only its split and counts (~8 bytes an instance, not a row of five); tallies of batches add
+    up with :meth:`merge`."""
 
     def __init__(self, n_splits: int):
         self.sums: dict[tuple[int, int], list[int]] = {}
         self.areas: dict[tuple[int, int], array] = {}
         self.image_split, self.image_instances, self.image_classes = array("h"), array("i"), array("i")
         self.size = [0] * n_splits
+        self.skipped_images = self.skipped_annotations = self.unknown_pixels = self.from_label_maps = 0
+
+    def merge(self, other: _Tally) -> None:
+        """Add another tally's images, after this one's."""
+        self.size = [a + b for a, b in zip(self.size, other.size)]
+        for key, values in other.sums.items():
+            sums = self._sums(*key)
+            for index, value in enumerate(values):
+                sums[index] += value
+        for key, values in other.areas.items():
+            self.areas.setdefault(key, array("q")).extend(values)
+        self.image_split.extend(other.image_split)
+        self.image_instances.extend(other.image_instances)
+        self.image_classes.extend(other.image_classes)
+        self.skipped_images += other.skipped_images
+        self.skipped_annotations += other.skipped_annotations
+        self.unknown_pixels += other.unknown_pixels
+        self.from_label_maps += other.from_label_maps
 
     def add(self, split: int, size: int, pixels: dict[int, int],
             instances: list[tuple[int, bool, int]]) -> None:

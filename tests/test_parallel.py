@@ -10,7 +10,7 @@ import pytest
 
 from segdata import parallel
 from segdata.errors import UsageError
-from segdata.parallel import map_images
+from segdata.parallel import map_batches, map_images
 
 
 def _square(x: int) -> int:
@@ -29,6 +29,10 @@ def _page_faults_of_a_second_image(_) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
+def _sum_and_where(batch: list[int]) -> tuple[int, int, int]:
+    return sum(batch), len(batch), os.getpid()
+
+
 def _fail_on_seven(x: int) -> int:
     if x == 7:
         raise ZeroDivisionError(f"item {x}")
@@ -41,6 +45,18 @@ def test_results_come_back_in_input_order(workers):
     results = list(map_images(_square, iter(range(103)), workers=workers, batch_size=5, progress=done.append))
     assert results == [x * x for x in range(103)]
     assert sum(done) == 103
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_batches_fold_where_they_run_and_come_back_in_order(workers):
+    done = []
+    folded = list(map_batches(_sum_and_where, list(range(1000)), workers=workers, batch_size=16,
+                              progress=done.append))
+    sizes = [size for _total, size, _pid in folded]
+    starts = np.cumsum([0, *sizes[:-1]])
+    assert [total for total, _size, _pid in folded] == [sum(range(a, a + n)) for a, n in zip(starts, sizes)]
+    assert sum(sizes) == sum(done) == 1000 and max(sizes) == 16
+    assert (len({pid for _t, _s, pid in folded}) > 1) == (workers > 1)  # the helpers fold their own batches
 
 
 def test_this_process_and_its_helper_both_take_whole_batches():
