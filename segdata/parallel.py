@@ -259,10 +259,10 @@ def _dispatch(run: Callable[[Callable, list], list], fn: Callable, items: Iterab
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, found {workers}")
-    if workers == 1:
-        size = batch_size if run is _fold_batch else 1
-        for batch in _batches(iter(items), size):  # iter: no helper waits for the last batches
-            yield from run(fn, batch)
+    if workers == 1:  # all here, untrimmed: unlike a helper's, this heap holds the command's own data
+        whole = run is _fold_batch
+        for batch in _batches(iter(items), batch_size if whole else 1):  # iter: no shrinking, no one waits
+            yield fn(batch) if whole else fn(batch[0])
             if progress:
                 progress(len(batch))
         return
