@@ -196,7 +196,7 @@ def _section(results: dict, workers: int, load: tuple[str, str], page_kb: dict[s
                "half of it the dataset as read (image records, "
                "annotation columns, and the heap the reader's scan leaves behind). Of its own it keeps "
                "~200 bytes of hashes per image (the 1 KB thumbnails wait in a temporary file for the pairs "
-               "to verify) and the findings packed (~40 bytes each; this set plants ~2.5 overlapping pairs "
+               "to verify) and the findings packed (~50 bytes each; this set plants ~2.5 overlapping pairs "
                "per image, 12.5k findings at 5k), and it prints the JSON as it goes. Image decodes, decoded "
                "masks and pixel counts are streamed one image at a time.")]
     return "\n".join(lines) + "\n"

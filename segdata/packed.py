@@ -3,9 +3,9 @@
 A health check of a dataset with many overlapping instances holds a finding
 per overlapping pair: 12k findings on 5,000 COCO-like images, about 700
 bytes each as Python objects.  Packed in chunks of :data:`CHUNK` items
-(pickle, then zlib at level 1), the same findings take about 40 bytes each,
-so what the report holds no longer grows with the dataset.  Items are
-unpickled again one chunk at a time, whenever the list is iterated.
+(pickle, then zlib at level 1), the same findings take about 50 bytes each.
+Items are unpickled again one chunk at a time, whenever the list is
+iterated.
 
 Examples
 --------
