@@ -45,7 +45,7 @@ from segdata.errors import UsageError
 from segdata.model import Dataset, Finding
 from segdata.packed import PackedList
 from segdata.stats import ClassStats, class_stats
-from segdata.validators import iter_findings, summarize_findings
+from segdata.validators import summarize_findings, validate
 from segdata.validators.leakage import LeakageResult, find_leaks
 
 #: Version of the JSON object of :meth:`HealthReport.to_dict`.
@@ -295,8 +295,8 @@ def check_health(
             progress(stage, totals[stage] - done[stage])
             done[stage] = totals[stage]
 
-    found = iter_findings(dataset, workers=workers, progress=reporter("validate"))
-    validation = PackedList(_demote_overlaps(found, overlap_iou))
+    validation = validate(dataset, workers=workers, progress=reporter("validate"),
+                          collect=lambda found: PackedList(_demote_overlaps(found, overlap_iou)))
     finish("validate")
     leakage = find_leaks(dataset, cache_dir=cache_dir, workers=workers, progress=reporter("leakage"))
     finish("leakage")

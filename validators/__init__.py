@@ -22,18 +22,19 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 from segdata.errors import UsageError
 from segdata.model import SEVERITIES, Dataset, Finding
 from segdata.validators import consistency, files, formats, geometry, overlap, schema  # noqa: F401  (they register)
 from segdata.validators._registry import CHECKS, CODES, OVERLAP_MODES, Context
 
-__all__ = ["CODES", "FAIL_ON", "OVERLAP_MODES", "fails", "iter_findings", "select_codes",
-           "summarize_findings", "validate"]
+__all__ = ["CODES", "FAIL_ON", "OVERLAP_MODES", "fails", "select_codes", "summarize_findings", "validate"]
 
 #: Thresholds for :func:`fails`: the lowest severity that fails, or never.
 FAIL_ON = ("error", "warning", "info", "never")
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
+C = TypeVar("C")
 
 
 def select_codes(only: Iterable[str] | None = None, skip: Iterable[str] | None = None) -> frozenset[str]:
@@ -60,7 +61,8 @@ def validate(
     min_area: int = 4,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
-) -> list[Finding]:
+    collect: Callable[[Iterator[Finding]], C] = list,  # type: ignore[assignment]
+) -> C:
     """Run every registered check (or the selected ones) and return their findings.
 
     Parameters
@@ -77,34 +79,20 @@ def validate(
         Processes for the per-image checks (default: all cores).
     progress : callable, optional
         Called with the number of images just finished, once per per-image check.
+    collect : callable, optional
+        Given the findings as an iterator, as the checks produce them, returns what ``validate``
+        returns (default ``list``; :class:`segdata.packed.PackedList` holds many compactly).
 
     Returns
     -------
     list of Finding
-        In registry order (files, schema, geometry, consistency, overlap), then image order.
+        In registry order (files, schema, geometry, consistency, overlap), then image order
+        (or what ``collect`` made of them).
 
     Raises
     ------
     UsageError
         An unknown code, overlap mode, or a ``min_area`` below 1.
-    """
-    return list(iter_findings(dataset, only=only, skip=skip, overlap_mode=overlap_mode, min_area=min_area,
-                              workers=workers, progress=progress))
-
-
-def iter_findings(
-    dataset: Dataset,
-    *,
-    only: Iterable[str] | None = None,
-    skip: Iterable[str] | None = None,
-    overlap_mode: str = "instance",
-    min_area: int = 4,
-    workers: int | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Iterator[Finding]:
-    """:func:`validate`'s findings one at a time, as the checks produce them, for a caller that packs them.
-
-    The arguments are those of :func:`validate`, and are checked here, at the call.
     """
     codes = select_codes(only, skip)
     if overlap_mode not in OVERLAP_MODES:
@@ -112,8 +100,8 @@ def iter_findings(
     if min_area < 1:
         raise UsageError(f"min_area must be at least 1 pixel, found {min_area}")
     context = Context(codes, overlap_mode, min_area, workers, progress)
-    return (f for check in CHECKS.values() if context.wants(*check.codes)
-            for f in check.fn(dataset, context) if f.code in codes)
+    return collect(f for check in CHECKS.values() if context.wants(*check.codes)
+                   for f in check.fn(dataset, context) if f.code in codes)
 
 
 def summarize_findings(findings: Iterable[Finding]) -> dict:
