@@ -28,7 +28,8 @@ Writes the ``## Report (issue 9)`` section of ``benchmarks/RESULTS.md``.
 
 Usage::
 
-    python benchmarks/synth_coco.py && python benchmarks/bench_report.py [--rounds 2] [--memory-rounds 3] [--workers 2]
+    python benchmarks/synth_coco.py
+    python benchmarks/bench_report.py [--rounds 2] [--memory-rounds 3] [--workers 2]
 """
 
 from __future__ import annotations
@@ -120,8 +121,9 @@ def _segdata(*args: str | Path, memory: bool) -> tuple[float, float, float | Non
     return time.perf_counter() - start, _cpu() - cpu, peak
 
 
-def measure(roots: dict[str, Path], rounds: int, memory_rounds: int, workers: int, out_dir: Path | None) -> dict:
-    """``rounds`` interleaved timed rounds, then ``memory_rounds`` sampling memory, then the HTML page once."""
+def measure(roots: dict[str, Path], rounds: int, memory_rounds: int, workers: int,
+            out_dir: Path | None) -> dict:
+    """``rounds`` interleaved timed rounds, then ``memory_rounds`` sampling memory, then each HTML page."""
     results: dict[str, dict[str, list[tuple[float, float, float | None]]]] = {}
     common = ("--json", "--workers", str(workers))
 
@@ -155,7 +157,8 @@ def _section(results: dict, workers: int, load: tuple[str, str], page_kb: dict[s
               f"`--workers {workers}` for every command, `--json` output, fresh process each; runs interleaved, "
               f"best wall and CPU time of {timed_rounds} timed rounds "
               "(CPU: user + system of the process tree, the measure the load of a shared machine "
-              f"disturbs least). Memory, in {memory_rounds} more rounds of its own (sampling slows a process): "
+              f"disturbs least). Memory, in {memory_rounds} more rounds of their own (sampling slows a "
+              "process): "
               "the largest peak of the summed PSS of the process tree (parent + workers), every 50 ms. "
               "Data: the synthetic "
               "COCO-scale set with one JPEG per image (every tenth image in `val`). "
@@ -174,8 +177,8 @@ def _section(results: dict, workers: int, load: tuple[str, str], page_kb: dict[s
         apart = best["validate"] + best["leakage"] + best["stats"]
         cpu_apart = cpu["validate"] + cpu["leakage"] + cpu["stats"]
         low = min(m for _s, _c, m in runs["report"] if m is not None)
-        summary[label] = (best["report"], apart, peak["report"],
-                          max(peak["validate"], peak["leakage"], peak["stats"]), cpu["report"], cpu_apart, low)
+        largest = max(peak["validate"], peak["leakage"], peak["stats"])
+        summary[label] = (best["report"], apart, peak["report"], largest, cpu["report"], cpu_apart, low)
         lines.append(f"| {SIZES[label]:,} | {best['report']:.1f} | {best['validate']:.1f} | {best['leakage']:.1f} | "
                      f"{best['stats']:.1f} | {apart:.1f} | **{best['report'] / apart:.2f}** | "
                      f"{cpu['report']:.1f} / {cpu_apart:.1f} | "
