@@ -8,6 +8,10 @@ and the byte span of its record; an image's records are read and parsed
 again where that image is worked on — in a helper process, when there is
 one — so memory grows by ~30 bytes per annotation, not ~1.5 KB.
 
+Formats of one file per image (LabelMe, YOLO, SA-1B) keep the same columns
+and, instead of a byte span, the record's place in its file: the reader's
+``load(file)`` gives the file's records again, in order.
+
 Every file must stay unchanged while the dataset is in use, and a Dask
 worker must see it at the same path (as it must the images).
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from segdata.jsonstream import parse_items
@@ -23,10 +28,12 @@ from segdata.model import Annotation
 
 #: ``decode(record, split, height, width, defect, mask_ok) -> Annotation``: the reader's own record decoder.
 Decoder = Callable[[dict, str, int, int, "str | None", bool], Annotation]
+#: ``load(file) -> records``: a per-image file's records in order; ``start`` is then the record's index.
+Loader = Callable[[str], Sequence[Any]]
 
 #: The per-annotation columns and their types.
 COLUMNS = {
-    "file": np.int16, "split": np.int16, "start": np.int64, "stop": np.int64,
+    "file": np.int32, "split": np.int16, "start": np.int64, "stop": np.int64,
     "id": np.int64, "image_id": np.int64, "category_id": np.int64, "iscrowd": np.bool_,
     "height": np.int32, "width": np.int32, "defect": np.int16, "mask_ok": np.bool_, "face": np.int8,
 }
@@ -42,6 +49,7 @@ class _Rows:
     defects: tuple[str, ...]
     decode: Decoder
     columns: dict[str, np.ndarray]
+    load: Loader | None = None
 
     def __len__(self) -> int:
         return len(self.columns["id"])
@@ -57,7 +65,11 @@ class _Rows:
         order = np.lexsort((c["start"], c["file"]))
         for file_index in np.unique(c["file"]).tolist():
             rows = order[c["file"][order] == file_index]
-            records = parse_items(self.files[file_index], c["start"][rows], c["stop"][rows])
+            if self.load is None:
+                records = parse_items(self.files[file_index], c["start"][rows], c["stop"][rows])
+            else:
+                items = self.load(self.files[file_index])
+                records = [items[at] for at in c["start"][rows].tolist()]
             for row, record in zip(rows.tolist(), records):
                 defect, category_id = int(c["defect"][row]), int(c["category_id"][row])
                 ann = self.decode(record, self.splits[c["split"][row]], int(c["height"][row]),
@@ -125,19 +137,26 @@ class StoredAnnotations(Sequence[Annotation]):
         The reader's module-level record decoder (:data:`Decoder`).
     columns : dict of str to ndarray
         One array per name of :data:`COLUMNS`, all of one length.
+    load : callable, optional
+        For one file per image: the reader's module-level :data:`Loader`
+        (``start`` is a record's index in its file; ``stop`` is unused).
     """
 
     def __init__(self, files: Sequence[str], splits: Sequence[str], defects: Sequence[str], decode: Decoder,
-                 columns: dict[str, np.ndarray]):
+                 columns: dict[str, np.ndarray], load: Loader | None = None):
         self.files, self.splits, self.defects = tuple(files), tuple(splits), tuple(defects)
-        self.decode = decode
+        self.decode, self.load = decode, load
         self.columns = {name: narrow(np.asarray(columns[name], dtype)) for name, dtype in COLUMNS.items()}
         self._groups: tuple[dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray] | None = None
 
     def rows(self, indices: np.ndarray | slice) -> _Rows:
-        """The rows at ``indices``, detached from the rest."""
-        return _Rows(self.files, self.splits, self.defects, self.decode,
-                     {name: values[indices] for name, values in self.columns.items()})
+        """The rows at ``indices``, detached from the rest: with only the files they are in."""
+        columns = {name: values[indices] for name, values in self.columns.items()}
+        files = self.files
+        if len(files) > 1:  # one file per image: a helper is sent its few paths, not all of them
+            used, columns["file"] = np.unique(columns["file"], return_inverse=True)
+            files = tuple(files[i] for i in used.tolist())
+        return _Rows(files, self.splits, self.defects, self.decode, columns, self.load)
 
     def __len__(self) -> int:
         return len(self.columns["id"])
@@ -165,31 +184,33 @@ class StoredAnnotations(Sequence[Annotation]):
         """The annotations at ``rows``, in that order, with new category ids (a category map's result)."""
         columns = {name: values[rows] for name, values in self.columns.items()}
         return StoredAnnotations(self.files, self.splits, self.defects, self.decode,
-                                 {**columns, "category_id": category_id})
+                                 {**columns, "category_id": category_id}, self.load)
 
     def with_split(self, name: str) -> StoredAnnotations:
         """The same annotations, all in split ``name``."""
         columns = dict(self.columns, split=np.zeros(len(self), np.int16))
-        return StoredAnnotations(self.files, (name,), self.defects, self.decode, columns)
+        return StoredAnnotations(self.files, (name,), self.defects, self.decode, columns, self.load)
 
     @staticmethod
     def concat(parts: Sequence[StoredAnnotations]) -> StoredAnnotations:
         """One store holding the rows of ``parts`` in order (their decoders must be the same)."""
-        files, splits, defects = [], [], []
+        files: dict[str, int] = {}
+        splits: dict[str, int] = {}
+        defects: dict[str, int] = {}
         columns: dict[str, list[np.ndarray]] = {name: [] for name in COLUMNS}
         for part in parts:
-            if part.decode is not parts[0].decode:
+            if part.decode is not parts[0].decode or part.load is not parts[0].load:
                 raise ValueError("cannot join stores of different readers")
             remap = {"file": (part.files, files), "split": (part.splits, splits), "defect": (part.defects, defects)}
             for name, values in part.columns.items():
                 if name in remap:
                     own, joined = remap[name]
-                    table = np.array([_index_of(joined, value) for value in own] + [-1], np.int64)
+                    table = np.array([joined.setdefault(value, len(joined)) for value in own] + [-1], np.int64)
                     values = table[values]  # -1 indexes the -1 appended last
                 columns[name].append(values)
         return StoredAnnotations(files, splits, defects, parts[0].decode,
                                  {name: np.concatenate(values) if values else np.zeros(0, COLUMNS[name])
-                                  for name, values in columns.items()})
+                                  for name, values in columns.items()}, parts[0].load)
 
     def by_image(self) -> Mapping[tuple[str, int], AnnotationGroup]:
         """Each image's annotations, keyed by ``(split, image_id)``, in file order within an image."""
@@ -227,12 +248,6 @@ def _values(columns: dict[str, np.ndarray], splits: tuple[str, ...], defects: tu
     if name == "defect":
         return np.array([*defects, None], object)[columns["defect"]]  # -1 picks the None
     return columns[name]
-
-
-def _index_of(items: list[str], value: str) -> int:
-    if value not in items:
-        items.append(value)
-    return items.index(value)
 
 
 class _GroupedRows(Mapping[tuple[str, int], AnnotationGroup]):

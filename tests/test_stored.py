@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import orjson
 import pytest
@@ -96,3 +97,34 @@ def test_a_category_map_on_stored_annotations_equals_it_on_the_decoded_list(samp
     kinds = [c.kind for c in store_changes]
     assert kinds.count("dropped") == 52 and kinds.count("category-remapped") == len(from_list.annotations) - 36
     assert sorted(set(annotation_values(from_store.annotations, "category_id").tolist())) == list(range(1, 8))
+
+
+def _records_of(file: str) -> list[dict]:
+    """A per-image file's records (what a LabelMe or YOLO reader's loader gives)."""
+    return orjson.loads(Path(file).read_bytes())
+
+
+def test_records_of_one_file_per_image_are_loaded_again_from_that_file_alone(tmp_path):
+    import numpy as np
+
+    files, rows = [], []
+    for image_id in (1, 2, 3):
+        records = [{"id": 10 * image_id + k, "image_id": image_id, "category_id": k + 1,
+                    "segmentation": [[0, 0, 3 + k, 0, 3, 2]]} for k in range(2)]
+        path = tmp_path / f"{image_id}.json"
+        path.write_bytes(orjson.dumps(records))
+        files.append(str(path))
+        rows += [(image_id - 1, at, r["id"], image_id, r["category_id"]) for at, r in enumerate(records)]
+    file, start, ids, image_ids, category_ids = (np.array(column) for column in zip(*rows))
+    n = len(rows)
+    store = StoredAnnotations(files, ["train"], coco.ANNOTATION_DEFECTS, coco._decode, {
+        "file": file, "split": np.zeros(n), "start": start, "stop": start + 1, "id": ids, "image_id": image_ids,
+        "category_id": category_ids, "iscrowd": np.zeros(n, bool), "height": np.full(n, 3), "width": np.full(n, 6),
+        "defect": np.full(n, -1), "mask_ok": np.ones(n, bool), "face": np.zeros(n)}, load=_records_of)
+    group = store.by_image()[("train", 2)]
+    assert group._rows.files == (files[1],)  # a helper is sent the one path it reads
+    expected = [coco._decode(r, "train", 3, 6, None, True) for r in _records_of(files[1])]
+    assert [repr(a) for a in pickle.loads(pickle.dumps(group))] == [repr(a) for a in expected]
+    joined = StoredAnnotations.concat([store, store.with_split("val")])
+    assert [a.id for a in joined] == ids.tolist() * 2 and joined.files == tuple(files)
+    assert annotation_values(joined, "split").tolist() == ["train"] * n + ["val"] * n
