@@ -3,7 +3,8 @@
 On the synthetic COCO-scale set made by ``synth_coco.py`` *with image files*:
 this script writes a COCO tree per size under ``benchmarks/data/`` (gitignored),
 ``report_5k/`` (the 5,000 images, every tenth in ``val``, the rest in
-``train``; one smooth random JPEG of the declared size per image, made once)
+``train``; one smooth random JPEG of the declared size per image, made once
+by ``synth_images.py``'s functions)
 and ``report_1k/`` (the first 1,000 images, the same splits, the same files
 through an ``images`` symlink).
 
@@ -46,12 +47,11 @@ import time
 from datetime import date
 from pathlib import Path
 
-import cv2
-import numpy as np
 import orjson
 
 from _memory import run_measured  # benchmarks/ is on sys.path when a script runs
 from _results import write_section
+from synth_images import every_tenth_in_val, is_built, write_annotations, write_images
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -61,42 +61,27 @@ COMMAND = "python benchmarks/synth_coco.py && python benchmarks/bench_report.py"
 SIZES = {"1k": 1000, "5k": 5000}
 
 
-def _image(seed: int, width: int, height: int) -> np.ndarray:
-    """A smooth random picture: a 9×12 colour grid upsampled (distinct per seed, a few tens of KB as JPEG)."""
-    rng = np.random.default_rng(seed)
-    grid = rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)
-    return cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
-
-
 def build_trees() -> dict[str, Path]:
     """``report_5k`` and ``report_1k`` COCO trees with image files; made once, reused after."""
     if not SYNTH.is_file():
         subprocess.run([sys.executable, str(HERE / "synth_coco.py")], check=True)
     full = orjson.loads(SYNTH.read_bytes())
+    split_of = every_tenth_in_val(full["images"])
+    largest = max(SIZES, key=SIZES.get)
     roots = {}
     for label, count in sorted(SIZES.items(), key=lambda item: -item[1]):
         root = DATA / f"report_{label}"
         roots[label] = root
-        if (root / "annotations" / "instances_val.json").is_file():
+        if is_built(root):
             continue
         images = full["images"][:count]
-        split_of = {image["id"]: ("val" if index % 10 == 9 else "train") for index, image in enumerate(images)}
-        (root / "annotations").mkdir(parents=True, exist_ok=True)
-        for split in ("train", "val"):
-            keep = {i for i, s in split_of.items() if s == split}
-            document = {**full, "images": [i for i in images if i["id"] in keep],
-                        "annotations": [a for a in full["annotations"] if a["image_id"] in keep]}
-            (root / "annotations" / f"instances_{split}.json").write_bytes(orjson.dumps(document))
-        if count == max(SIZES.values()):
-            start = time.perf_counter()
-            for image in images:
-                folder = root / "images" / split_of[image["id"]]
-                folder.mkdir(parents=True, exist_ok=True)
-                pixels = _image(image["id"], image["width"], image["height"])
-                cv2.imwrite(str(folder / image["file_name"]), pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            print(f"wrote {len(images):,} JPEG files in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        if label == largest:
+            write_images(images, split_of, root)
         else:
-            (root / "images").symlink_to(DATA / f"report_{max(SIZES, key=SIZES.get)}" / "images")
+            root.mkdir(parents=True, exist_ok=True)
+            if not (root / "images").is_symlink():
+                (root / "images").symlink_to(DATA / f"report_{largest}" / "images")
+        write_annotations(full, images, split_of, root)
     return roots
 
 
