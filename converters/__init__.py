@@ -23,6 +23,7 @@ _MODULES: dict[str, str] = {
     "coco": "segdata.converters.coco",
     "yolo": "segdata.converters.yolo",
     "labelme": "segdata.converters.labelme",
+    "sa1b": "segdata.converters.sa1b",
     "semantic-png": "segdata.converters.semantic_png",
     "voc": "segdata.converters.voc",
     "cityscapes": "segdata.converters.cityscapes",

@@ -1165,9 +1165,9 @@ def validity_note(found):
 
 
 #: The other formats of the clean sample: folder = format name, and whether images are copied
-#: (formats that need the image to be complete: YOLO reads sizes from it, VOC and LabelMe hold it).
+#: (formats that need the image to be complete: YOLO reads sizes from it, VOC, LabelMe and SA-1B hold it).
 FORMATS = {"coco-panoptic": False, "instance-png": False, "semantic-png": False, "voc": True,
-           "cityscapes": False, "yolo": True, "labelme": True}
+           "cityscapes": False, "yolo": True, "labelme": True, "sa1b": True}
 
 
 def convert_formats(clean_out: Path) -> None:
