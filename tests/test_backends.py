@@ -51,7 +51,7 @@ def _outputs(backend_runner, job) -> list:
 
 
 @pytest.mark.parametrize("target", ["coco", "coco-panoptic", "semantic-png", "instance-png", "voc", "cityscapes",
-                                    "yolo", "labelme"])
+                                    "yolo", "labelme", "sa1b"])
 def test_convert(backend_runner, coco_sample, tmp_path, target):
     writer = converters.get(target)
 
