@@ -1,15 +1,26 @@
-"""Scale benchmark (issue 10): every annotation job at 5k / 20k / 118k images, 1 and 2 workers, Dask.
+"""Scale benchmark (issue 10): every job at 5k / 20k / 118k images, 1 and 2 workers, Dask.
 
 Data: ``synth_coco.py`` files of 5,000, 20,000 and 118,000 images (the last
-is shaped like COCO train2017: ~850k instances, ~400 MB), annotations only.
+is shaped like COCO train2017: ~850k instances, ~400 MB), annotations only;
+and, for the jobs that read image files, ``synth_images.py``'s COCO trees
+``data/scale_20k/`` (the images of ``synth_20k.json``, one JPEG each, every
+tenth in ``val``, one ``val`` image in 25 a planted copy of a ``train`` one)
+and ``data/scale_5k/`` (its first 5,000 images: not ``synth_5k.json``'s,
+which draws other image ids, but a sample of the same generator).
 
 * ``load``: ``segdata.converters.coco.read`` against ``pycocotools.coco.COCO``
   on the same file, fresh process each, peak RSS (``VmHWM``);
-* each job (``stats``, ``validate``, ``convert`` to VOC, ``semantic``) runs
-  as the real CLI in a fresh process with ``--workers 1``, ``--workers 2``
-  and ``--scheduler local --workers 2`` (a 2-worker Dask ``LocalCluster``);
-  time is the whole command, memory the peak summed PSS of the process tree
-  (``_memory.py``: the command, its helpers, the Dask scheduler and workers).
+* each annotation job (``stats``, ``validate``, ``convert`` to VOC,
+  ``semantic``) on the ``synth_<size>.json`` file, and each image job on the
+  ``scale_<size>`` tree (5k and 20k only): ``leakage`` (decodes every image
+  for its fingerprints; the tree's ``.segdata-cache`` deleted before each
+  run), ``validate-files`` (``validate`` with the files there: it reads each
+  JPEG's header) and ``report`` (validate, leakage and stats in one process);
+  each runs as the real CLI in a fresh process with ``--workers 1``,
+  ``--workers 2`` and ``--scheduler local --workers 2`` (a 2-worker Dask
+  ``LocalCluster``); time is the whole command, memory the peak summed PSS of
+  the process tree (``_memory.py``: the command, its helpers, the Dask
+  scheduler and workers).
 
 Writes the ``## Scale (issue 10)`` section of ``benchmarks/RESULTS.md``.
 
@@ -17,8 +28,10 @@ Usage::
 
     python benchmarks/synth_coco.py --images 5000 && python benchmarks/synth_coco.py --images 20000
     python benchmarks/synth_coco.py --images 118000
-    python benchmarks/bench_scale.py [--sizes 5k,20k,118k] [--jobs load,stats,validate,convert,semantic]
-                                     [--jobs-118k load,stats]
+    python benchmarks/synth_images.py      # scale_20k/ and scale_5k/ with 20,000 JPEGs: ~2.5 min, 0.7 GB
+    python benchmarks/bench_scale.py [--sizes 5k,20k,118k]
+        [--jobs load,stats,validate,convert,semantic,leakage,validate-files,report] [--jobs-118k load,stats]
+        [--backends '1 worker,2 workers,Dask LocalCluster of 2'] [--no-write]
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +49,7 @@ from pathlib import Path
 
 from _memory import run_measured  # benchmarks/ is on sys.path when a script runs
 from _results import write_section
+from synth_images import is_built
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -47,6 +62,13 @@ JOBS = {
     "convert": lambda data, out: ["convert", str(data), str(out), "--to", "voc"],
     "semantic": lambda data, out: ["semantic", str(data), str(out)],
 }
+#: Jobs that read the image files, on the JPEG trees of ``synth_images.py`` (no 118k tree).
+IMAGE_JOBS = {
+    "leakage": lambda root, out: ["leakage", str(root), "--json", "--fail-on", "never"],
+    "validate-files": lambda root, out: ["validate", str(root), "--json", "--fail-on", "never"],
+    "report": lambda root, out: ["report", str(root), "--json", "--fail-on", "never"],
+}
+TREES = {"5k": DATA / "scale_5k", "20k": DATA / "scale_20k"}
 
 _LOAD_CHILD = """
 import sys, time
@@ -74,11 +96,20 @@ def load_row(data: Path) -> dict:
 
 
 def job_run(job: str, data: Path, backend: list[str]) -> dict:
+    """Seconds and peak summed PSS of one CLI run; an image job starts and ends without fingerprint cache."""
+    def drop_cache() -> None:
+        if job in IMAGE_JOBS:  # where ``leakage`` keeps the fingerprints of a tree
+            shutil.rmtree(data / ".segdata-cache", ignore_errors=True)
+
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as scratch:
         out = Path(scratch) / "out"
-        command = [sys.executable, "-m", "segdata", *JOBS[job](data, out), *backend]
+        command = [sys.executable, "-m", "segdata", *{**JOBS, **IMAGE_JOBS}[job](data, out), *backend]
+        drop_cache()
         start = time.perf_counter()
-        _, peak = run_measured(command)
+        try:
+            _, peak = run_measured(command)
+        finally:
+            drop_cache()
         return {"seconds": time.perf_counter() - start, "peak_mb": peak}
 
 
@@ -89,7 +120,8 @@ def section(results: dict, load: dict, loadavg: tuple[float, float]) -> str:
              f"{loadavg[0]:.2f} before and {loadavg[1]:.2f} after.", ""]
     if load:
         lines += ["### Loading a COCO file: segdata vs `pycocotools.COCO()`", "",
-                  "| images | pycocotools s | segdata s | pycocotools peak MB | segdata peak MB | segdata / pycocotools |",
+                  "| images | pycocotools s | segdata s | pycocotools peak MB | segdata peak MB "
+                  "| segdata / pycocotools |",
                   "|---:|---:|---:|---:|---:|---:|"]
         for size, row in load.items():
             p, s = row["pycocotools"], row["segdata"]
@@ -98,49 +130,73 @@ def section(results: dict, load: dict, loadavg: tuple[float, float]) -> str:
         lines.append("")
     if results:
         lines += ["### Jobs (CLI, whole command)", "",
-                  "| job | images | backend | seconds | µs / image | peak PSS MB |", "|---|---:|---|---:|---:|---:|"]
+                  "| job | images | backend | seconds | µs / image | peak PSS MB |",
+                  "|---|---:|---|---:|---:|---:|"]
         for (job, size, backend), r in results.items():
             lines.append(f"| {job} | {size} | {backend} | {r['seconds']:.1f} | "
                          f"{r['seconds'] / r['images'] * 1e6:,.0f} | {r['peak_mb']:.0f} |")
-        lines += ["", "| job | images | speed-up, 2 workers / 1 | speed-up, Dask 2 / 1 |", "|---|---:|---:|---:|"]
+        lines += ["", "| job | images | speed-up, 2 workers / 1 | speed-up, Dask 2 / 1 |",
+                  "|---|---:|---:|---:|"]
         for job, size in dict.fromkeys((j, s) for j, s, _ in results):
             one = results.get((job, size, "1 worker"))
-            two = results.get((job, size, "2 workers"))
-            dask = results.get((job, size, "Dask LocalCluster of 2"))
-            if one:
-                lines.append(f"| {job} | {size} | {one['seconds'] / two['seconds']:.2f}× | "
-                             + (f"{one['seconds'] / dask['seconds']:.2f}× |" if dask else "– |"))
-    lines += ["", "Reading the rows: the local backends fork their helper before reading the dataset and the command's "
-              "own process takes batches too, whenever its helpers are ahead; the Dask rows include starting a LocalCluster (a "
-              "scheduler, two nannies, two workers: each a full interpreter with distributed imported) and ship "
-              "every batch, pickled, to a worker, which is why one machine is faster without it.  Memory is the "
-              "summed PSS of all those processes."]
+            ratios = [f"{one['seconds'] / other['seconds']:.2f}×" if one and other else "–"
+                      for other in (results.get((job, size, "2 workers")),
+                                    results.get((job, size, "Dask LocalCluster of 2")))]
+            lines.append(f"| {job} | {size} | {ratios[0]} | {ratios[1]} |")
+    lines += ["", "Reading the rows: the local backends fork their helper before reading the dataset and "
+              "the command's own process takes batches too, whenever its helpers are ahead; the Dask rows "
+              "include starting a LocalCluster (a scheduler, two nannies, two workers: each a full "
+              "interpreter with distributed imported) and ship every batch, pickled, to a worker, which is "
+              "why one machine is faster without it.  Memory is the summed PSS of all those processes."]
+    if any(job in IMAGE_JOBS for job, _s, _b in results):
+        lines += ["", "The image jobs run on the JPEG trees of `synth_images.py` (~35 KB per image; the 5k "
+                  "tree is the first 5,000 images of the 20k one, not `synth_5k.json`'s; every tenth image "
+                  "in `val`, one in 25 of those a planted copy of a `train` image: the same file, re-encoded "
+                  "brighter, mirrored or cropped): `leakage` decodes every image for its fingerprints (its "
+                  "cache deleted before each run), `validate-files` is `validate` reading each file's header "
+                  "as well, `report` runs validate, leakage and stats on one load of the dataset."]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="5k,20k,118k")
-    parser.add_argument("--jobs", default="load," + ",".join(JOBS))
+    parser.add_argument("--jobs", default=",".join(["load", *JOBS, *IMAGE_JOBS]),
+                        help="load, annotation jobs (on synth_<size>.json) and image jobs (on the "
+                             "scale_<size>/ JPEG trees, which exist at 5k and 20k only).")
     parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--jobs-118k", default="load,stats", help="The jobs also run at 118k (each takes minutes).")
+    parser.add_argument("--jobs-118k", default="load,stats",
+                        help="The jobs also run at 118k (each takes minutes; no image job: no 118k tree).")
     parser.add_argument("--no-write", action="store_true", help="Print the section, leave RESULTS.md alone.")
     args = parser.parse_args()
     sizes, jobs, backends = args.sizes.split(","), args.jobs.split(","), args.backends.split(",")
+    at_118k = [j for j in args.jobs_118k.split(",") if j]  # "" runs nothing at 118k
+    if unknown := sorted(set(jobs + at_118k) - {"load", *JOBS, *IMAGE_JOBS}):
+        sys.exit(f"unknown job(s) {', '.join(unknown)}; known: {', '.join(['load', *JOBS, *IMAGE_JOBS])}")
+    if unknown := sorted(set(backends) - set(BACKENDS)):
+        sys.exit(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
+    if images_at_118k := sorted(set(at_118k) & set(IMAGE_JOBS)):
+        sys.exit(f"no JPEG tree at 118k for {', '.join(images_at_118k)}: synth_images.py makes 5k and 20k")
     before = os.getloadavg()[0]
     load, results = {}, {}
     for size in sizes:
-        data = DATA / f"synth_{size}.json"
-        if not data.is_file():
+        wanted = [j for j in jobs if size != "118k" or j in at_118k]
+        on_file = [j for j in wanted if j in JOBS]
+        on_tree = [j for j in wanted if j in IMAGE_JOBS and size in TREES]
+        data, tree = DATA / f"synth_{size}.json", TREES.get(size)
+        if ("load" in wanted or on_file) and not data.is_file():
             sys.exit(f"{data} is missing; make it with: python benchmarks/synth_coco.py --images "
                      f"{int(size.rstrip('k')) * 1000}")
-        images = int(size.rstrip("k")) * 1000  # synth_coco.py makes exactly that many
-        if "load" in jobs and (size != "118k" or "load" in args.jobs_118k.split(",")):
+        if on_tree and not is_built(tree):
+            sys.exit(f"{tree} is missing; make it with: python benchmarks/synth_images.py")
+        images = int(size.rstrip("k")) * 1000  # synth_coco.py makes exactly that many, the trees too
+        if "load" in wanted:
             load[size] = load_row(data)
             print(size, "load", load[size], file=sys.stderr)
-        for job in (j for j in jobs if j in JOBS and (size != "118k" or j in args.jobs_118k.split(","))):
+        for job in on_file + on_tree:
             for backend in backends:
-                results[(job, size, backend)] = {**job_run(job, data, BACKENDS[backend]), "images": images}
+                run = job_run(job, data if job in JOBS else tree, BACKENDS[backend])
+                results[(job, size, backend)] = {**run, "images": images}
                 print(size, job, backend, results[(job, size, backend)], file=sys.stderr)
     text = section(results, load, (before, os.getloadavg()[0]))
     print(text)
