@@ -20,7 +20,7 @@ directly), images in ``ROOT/images/<split>/``, ``ROOT/<split>/`` or
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,15 +30,17 @@ import numpy as np
 
 from segdata.errors import FormatError, MaskError
 from segdata.io import dumps_json, output_dir, read_json
-from segdata.jsonstream import RawObject, Unscannable, chunk_spans, parse_items, read_array_items
+from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array_items
 from segdata.masks import Mask, decode_rle_string
-from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
+from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
+                           image_values)
 from segdata.parallel import map_images, release_free_memory
 from segdata.stored import StoredAnnotations, narrow
+from segdata.stored_images import ImageColumns, SourceFields, StoredImages
 
 _SNIFF_BYTES = 1 << 16
 _ANN_KEYS = {"id", "image_id", "category_id", "segmentation", "iscrowd", "score"}
-_IMAGE_KEYS = {"id", "file_name", "width", "height"}
+_IMAGE_KEYS = frozenset({"id", "file_name", "width", "height"})
 MASK_ENCODINGS = ("keep", "polygon", "rle")
 #: What :func:`sniff` looks for, for the error that lists every format's test.
 LOOKS_FOR = "a *.json (or annotations/*.json) with 'images' and 'annotations', no 'segments_info'"
@@ -102,8 +104,10 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
     try:
         data, arrays = read_array_items(json_path, "annotations", "images")
         starts, closing = arrays["annotations"]
-        images = (raw for spans in chunk_spans(*arrays["images"]) for raw in parse_items(json_path, *spans))
-        head = _read_head(json_path, split, data, images, dataset.categories, images_root, root, RawObject)
+        image_starts, image_closing = arrays["images"]
+        images = (raw for spans in chunk_spans(image_starts, image_closing) for raw in parse_items(json_path, *spans))
+        head = _read_head(json_path, split, data, images, dataset.categories, images_root, root,
+                          (image_starts, np.append(image_starts[1:], image_closing)))
         spans = list(chunk_spans(starts, closing, _INDEX_BYTES))
         firsts = np.cumsum([0] + [len(chunk) for chunk, _ in spans]).tolist()
         tasks = [(str(json_path), first, chunk, stops) for first, (chunk, stops) in zip(firsts, spans)]
@@ -119,7 +123,7 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
             if not isinstance(value, list):
                 raise FormatError(f"missing required list {key!r}" if value is None else
                                   f"{key!r} must be a list, found {type(value).__name__}", path=json_path)
-        head = _read_head(json_path, split, data, data.get("images"), dataset.categories, images_root, root, dict)
+        head = _read_head(json_path, split, data, data.get("images"), dataset.categories, images_root, root, None)
         index = _index_records((str(json_path), 0, records, None))
     defect, mask_ok, findings = _resolve(json_path, split, index, dataset.categories, head.sizes)
     heights, widths = head.sizes.dimensions(index.columns["image_id"])
@@ -132,7 +136,12 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
         annotations = [_decode(raw, split, h, w, ANNOTATION_DEFECTS[code] if code >= 0 else None, ok)
                        for raw, h, w, code, ok in zip(records, heights.tolist(), widths.tolist(), defect.tolist(),
                                                       mask_ok.tolist())]
-    dataset.images.extend(head.images)
+    if not dataset.images:
+        dataset.images = head.images
+    elif isinstance(head.images, StoredImages) and isinstance(dataset.images, StoredImages):
+        dataset.images = StoredImages.concat([dataset.images, head.images])
+    else:
+        dataset.images = [*dataset.images, *head.images]
     if isinstance(annotations, StoredAnnotations) and len(dataset.annotations) == 0:
         dataset.annotations = annotations  # the first split: its store becomes the dataset's
     elif isinstance(annotations, StoredAnnotations) and isinstance(dataset.annotations, StoredAnnotations):
@@ -146,13 +155,9 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
 class _Sizes:
     """Image id → (height, width) of the first image with that id, looked up for many ids at once."""
 
-    def __init__(self, images: list[ImageRecord]):
-        first = {}
-        for image in images:
-            first.setdefault(image.id, image)
-        self.ids = np.array(sorted(first), np.int64)
-        self.heights = np.array([first[i].height for i in self.ids.tolist()], np.int64)
-        self.widths = np.array([first[i].width for i in self.ids.tolist()], np.int64)
+    def __init__(self, images: Sequence[ImageRecord]):
+        self.ids, first = np.unique(image_values(images, "id"), return_index=True)
+        self.heights, self.widths = (image_values(images, name)[first] for name in ("height", "width"))
 
     def known(self, image_ids: np.ndarray) -> np.ndarray:
         return self._find(image_ids)[1]
@@ -175,17 +180,18 @@ class _Sizes:
 
 @dataclass
 class _Head:
-    images: list[ImageRecord]
+    images: Sequence[ImageRecord]
     sizes: _Sizes
     findings: list[Finding]
 
 
 def _read_head(json_path: Path, split: str, data: dict, image_records: Iterable[Any], categories: dict[int, Category],
-               images_root: Path | None, root: Path, keep: Callable[[dict], Mapping[str, Any]]) -> _Head:
+               images_root: Path | None, root: Path, spans: tuple[np.ndarray, np.ndarray] | None) -> _Head:
     """One split's categories (joining ``categories``) and images, with the findings about them.
 
-    ``keep`` holds an image's other fields: :class:`~segdata.jsonstream.RawObject` for what orjson parsed
-    (it writes them back exactly), a dict for what Python's json read (NaN, integers beyond 64 bits).
+    With the records' byte ``spans`` (what orjson can parse again), the images are kept as a
+    :class:`~segdata.stored_images.StoredImages` and their other fields stay in the file; without
+    (what only Python's json reads: NaN, integers beyond 64 bits), as records holding a dict.
     """
     findings: list[Finding] = []
     for index, raw in enumerate(data.get("categories") or []):
@@ -204,6 +210,8 @@ def _read_head(json_path: Path, split: str, data: dict, image_records: Iterable[
 
     seen: set[int] = set()
     images: list[ImageRecord] = []
+    columns = ImageColumns(_IMAGE_KEYS) if spans is not None else None
+    folder = None
     for index, raw in enumerate(image_records):
         if not isinstance(raw, dict):
             raise FormatError(f"expected an object, found {type(raw).__name__}", path=json_path,
@@ -213,19 +221,23 @@ def _read_head(json_path: Path, split: str, data: dict, image_records: Iterable[
         image = ImageRecord(
             image_id, _require(raw, "file_name", str, json_path, where),
             _require(raw, "width", int, json_path, where), _require(raw, "height", int, json_path, where),
-            split=split, attributes=keep({k: v for k, v in raw.items() if k not in _IMAGE_KEYS}),
-        )
+            split=split)
+        if index == 0:
+            folder = _images_dir(root, json_path, split, images_root, image.file_name)
+        image.path = folder / image.file_name if folder else None
         if image_id in seen:
             findings.append(Finding("image-id-duplicate", "error", f"image id {image_id} is used again by "
                                     f"{image.file_name!r}", split, image_id, None, str(json_path)))
             image.defect = "image-id-duplicate"
         seen.add(image_id)
-        images.append(image)
-    if images:
-        folder = _images_dir(root, json_path, split, images_root, images[0].file_name)
-        for image in images:
-            image.path = folder / image.file_name if folder else None
-    return _Head(images, _Sizes(images), findings)
+        if columns is None:
+            image.attributes = {k: v for k, v in raw.items() if k not in _IMAGE_KEYS}
+            images.append(image)
+        else:
+            image.attributes = SourceFields(str(json_path), int(spans[0][index]), int(spans[1][index]), _IMAGE_KEYS)
+            columns.append(image, folder)
+    kept = columns.build() if columns is not None else images
+    return _Head(kept, _Sizes(kept), findings)
 
 
 #: Finding codes an annotation record can carry, in the order they are checked.

@@ -172,6 +172,14 @@ def annotation_values(annotations: Sequence[Annotation], name: str) -> np.ndarra
     return np.array([getattr(a, name) for a in annotations], _FIELDS[name])
 
 
+def image_values(images: Sequence[ImageRecord], name: str) -> np.ndarray:
+    """``id``, ``width``, ``height`` or ``split`` of every image, in order, read from columns where the images are
+    stored (:mod:`segdata.stored_images`) and from the records otherwise."""
+    if hasattr(images, "values"):
+        return images.values(name)
+    return np.array([getattr(image, name) for image in images], object if name == "split" else np.int64)
+
+
 @dataclass
 class Dataset:
     """Categories, images and annotations of every split, plus what reading found.
@@ -182,7 +190,7 @@ class Dataset:
     """
 
     categories: dict[int, Category]
-    images: list[ImageRecord]
+    images: Sequence[ImageRecord]
     annotations: Sequence[Annotation]
     findings: list[Finding] = field(default_factory=list)
     meta: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -192,7 +200,7 @@ class Dataset:
     @property
     def splits(self) -> list[str]:
         """Split names in order of first appearance."""
-        return list(dict.fromkeys(image.split for image in self.images))
+        return list(dict.fromkeys(image_values(self.images, "split").tolist()))
 
     def annotations_by_image(self) -> Mapping[tuple[str, int], Sequence[Annotation]]:
         """Annotations grouped by ``(split, image_id)``, in file order.

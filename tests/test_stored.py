@@ -128,3 +128,31 @@ def test_records_of_one_file_per_image_are_loaded_again_from_that_file_alone(tmp
     joined = StoredAnnotations.concat([store, store.with_split("val")])
     assert [a.id for a in joined] == ids.tolist() * 2 and joined.files == tuple(files)
     assert annotation_values(joined, "split").tolist() == ["train"] * n + ["val"] * n
+
+
+def test_images_kept_as_columns_are_the_records_a_whole_parse_gives(samples_dir, tmp_path, monkeypatch):
+    from segdata import jsonstream
+    from segdata.model import image_values
+    from segdata.stored_images import StoredImages
+
+    for source in sorted((samples_dir / "coco-dirty" / "annotations").glob("*.json")):
+        document = orjson.loads(source.read_bytes())
+        if source.stem.endswith("train"):  # a repeated id, and fields segdata passes through
+            document["images"].append({**document["images"][0], "coco_url": "http://x/1.jpg", "license": 2})
+        (tmp_path / source.name).write_bytes(orjson.dumps(document))
+    stored = coco.read(tmp_path)
+    assert isinstance(stored.images, StoredImages) and stored.splits == ["train", "val", "test"]
+
+    def unscannable(*args):
+        raise jsonstream.Unscannable("parse whole")
+
+    monkeypatch.setattr(coco, "read_array_items", unscannable)
+    whole = coco.read(tmp_path)
+    assert isinstance(whole.images, list) and len(whole.images) == len(stored.images) > 30
+    assert list(stored.images) == whole.images and [repr(i) for i in stored.images] == [repr(i) for i in whole.images]
+    assert [stored.images[n] for n in (0, -1, 17)] == [whole.images[n] for n in (0, -1, 17)]
+    assert stored.images[5:9] == whole.images[5:9]
+    assert any(i.defect for i in whole.images) and any(i.attributes for i in whole.images)
+    assert pickle.loads(pickle.dumps(stored.images[3])) == whole.images[3]
+    for name in ("id", "width", "height", "split"):
+        assert image_values(stored.images, name).tolist() == image_values(whole.images, name).tolist()
