@@ -8,6 +8,9 @@ and account for every pixel an instance lost with :func:`raster_changes`.
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Sequence
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +19,15 @@ from pycocotools import mask as coco_mask
 
 from segdata.compose import ComposedMaps, ComposeSettings
 from segdata.errors import FormatError, ReadError
-from segdata.masks import Mask
+from segdata.masks import FACES, Mask
 from segdata.model import Annotation, Change, ImageRecord
+from segdata.stored import COLUMNS, Decoder, Loader, StoredAnnotations
 
 #: Pillow modes whose values are labels (P: palette indices; I;16*: 16-bit; I: 32-bit signed).
 _LABEL_MODES = {"1": np.uint8, "L": np.uint8, "P": np.uint8, "I;16": np.uint16, "I;16B": np.uint16,
                 "I;16L": np.uint16, "I": np.uint32}
+_BINCOUNT_LIMIT = 1 << 16  # above this, np.unique: a bincount would allocate one slot per value
+_BITMAP = FACES.index("bitmap")  # the face column of a mask cut from a map (segdata.masks.FACES)
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
@@ -82,6 +88,62 @@ def _open(path: str | Path) -> Image.Image:
     return image
 
 
+def value_counts(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a label map, ascending, and their pixel counts.
+
+    One ``np.bincount`` for 8- and 16-bit values; ``np.unique`` above, where
+    a bincount would allocate a slot per value.
+
+    >>> [v.tolist() for v in value_counts(np.array([[7, 0], [7, 70000]], np.uint32))]
+    [[0, 7, 70000], [1, 2, 1]]
+    """
+    flat = label_map.ravel()
+    if flat.size and int(flat.max()) >= _BINCOUNT_LIMIT:
+        return np.unique(flat, return_counts=True)
+    counts = np.bincount(flat)
+    found = np.flatnonzero(counts)
+    return found, counts[found]
+
+
+class StoreRows:
+    """A label-map reader's annotations as :mod:`segdata.stored` columns, added image by image.
+
+    The masks are not kept: the reader's ``load(source)`` cuts them from the
+    PNG again where the image is worked on.  Until :meth:`store`, a value
+    takes 8 bytes in an ``array`` (a Python int in a list takes ~36).
+    """
+
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+        self.splits: dict[str, int] = {}
+        self.columns = {name: array("q") for name in COLUMNS}
+
+    def add(self, source: str, split: str, ids: Sequence[int], **values: int | Sequence[int]) -> None:
+        """One source's annotations, in the order ``load(source)`` gives them back.
+
+        ``values`` are columns of :data:`segdata.stored.COLUMNS` (``image_id``,
+        ``category_id``, ``height``, ``width``, …), each one value for all rows or
+        one per row; ``iscrowd`` defaults to False, ``defect`` to -1 (none) and
+        ``mask_ok`` to True.
+        """
+        if not ids:
+            return
+        n = len(ids)
+        row = {"file": len(self.sources), "split": self.splits.setdefault(split, len(self.splits)),
+               "start": range(n), "stop": 0, "id": ids, "iscrowd": 0, "defect": -1, "mask_ok": 1,
+               "face": _BITMAP, **values}
+        self.sources.append(source)
+        for name, value in row.items():
+            one = isinstance(value, (int, np.integer))
+            self.columns[name].extend(repeat(int(value), n) if one else value)
+
+    def store(self, defects: Sequence[str], decode: Decoder, load: Loader) -> StoredAnnotations:
+        """The rows as a store; ``defects`` are the codes the ``defect`` column indexes."""
+        return StoredAnnotations(self.sources, list(self.splits), defects, decode,
+                                 {name: np.array(values, np.int64) for name, values in self.columns.items()},
+                                 load=load)
+
+
 def masks_by_value(label_map: np.ndarray, skip: tuple[int, ...] = (),
                    wanted: set[int] | None = None) -> dict[int, Mask]:
     """One mask per distinct value of ``label_map`` (or per ``wanted`` value), leaving out ``skip``.
@@ -101,24 +163,41 @@ def masks_by_value(label_map: np.ndarray, skip: tuple[int, ...] = (),
     height, width = label_map.shape
     flat = label_map.ravel(order="F")  # COCO RLE runs down columns
     order = np.argsort(flat, kind="stable")  # pixel indices grouped by value, ascending within each group
-    found, starts, counts = np.unique(flat[order], return_index=True, return_counts=True)
-    where = {int(v): (int(s), int(c)) for v, s, c in zip(found, starts, counts)}
+    grouped = flat[order]
+    starts = np.flatnonzero(np.r_[grouped.size > 0, grouped[1:] != grouped[:-1]])  # sorted: no np.unique
+    counts = np.diff(np.r_[starts, grouped.size])
+    where = {v: (s, c) for v, s, c in zip(grouped[starts].tolist(), starts.tolist(), counts.tolist())}
     masks = {}
     for value in sorted(where if wanted is None else wanted):
         if value in skip:
             continue
-        runs = [height * width]
-        if value in where:
-            start, count = where[value]
-            pixels = order[start:start + count]
-            breaks = np.flatnonzero(np.diff(pixels) != 1) + 1
-            run_starts = pixels[np.r_[0, breaks]]
-            run_ends = pixels[np.r_[breaks - 1, count - 1]] + 1
-            gaps = run_starts - np.r_[0, run_ends[:-1]]
-            runs = [*np.column_stack([gaps, run_ends - run_starts]).ravel().tolist(), height * width - int(run_ends[-1])]
-        rle = coco_mask.frPyObjects({"size": [height, width], "counts": runs}, height, width)
-        masks[value] = Mask(height, width, "bitmap", rle=rle)
+        start, count = where.get(value, (0, 0))
+        masks[value] = _mask_of_pixels(order[start:start + count], height, width)
     return masks
+
+
+def mask_of_value(label_map: np.ndarray, value: int) -> Mask:
+    """The mask of one value of ``label_map``, as :func:`masks_by_value` cuts it, without sorting the map.
+
+    >>> mask_of_value(np.array([[0, 3], [3, 3]], np.uint8), 3).area
+    3
+    """
+    height, width = label_map.shape
+    return _mask_of_pixels(np.flatnonzero(label_map.ravel(order="F") == value), height, width)
+
+
+def _mask_of_pixels(pixels: np.ndarray, height: int, width: int) -> Mask:
+    """A mask from its ascending column-major pixel indices."""
+    runs = [height * width]
+    if len(pixels):
+        breaks = np.flatnonzero(np.diff(pixels) != 1) + 1
+        run_starts = pixels[np.r_[0, breaks]]
+        run_ends = pixels[np.r_[breaks - 1, len(pixels) - 1]] + 1
+        gaps = run_starts - np.r_[0, run_ends[:-1]]
+        runs = [*np.column_stack([gaps, run_ends - run_starts]).ravel().tolist(),
+                height * width - int(run_ends[-1])]
+    rle = coco_mask.frPyObjects({"size": [height, width], "counts": runs}, height, width)
+    return Mask(height, width, "bitmap", rle=rle)
 
 
 def paintable(image: ImageRecord, annotations: list[Annotation], config: ComposeSettings,

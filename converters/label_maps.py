@@ -34,12 +34,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from segdata.converters import cityscapes, semantic_png, voc
-from segdata.converters._raster import _LABEL_MODES, read_label_png
+from segdata.converters._raster import _LABEL_MODES, read_label_png, value_counts
 from segdata.model import Dataset, ImageRecord
 
 #: Formats :func:`locate` knows; any other gives no label map.
 FORMATS = ("semantic-png", "voc", "cityscapes")
-_BINCOUNT_LIMIT = 1 << 16  # above this, np.unique: a bincount would allocate one slot per value
 
 
 @dataclass(frozen=True)
@@ -96,13 +95,7 @@ class LabelMap:
         values = read_label_png(self.path)
         if self.instance_ids:
             values = np.where(values >= 1000, values // 1000, values)
-        flat = values.ravel()
-        if flat.size and int(flat.max()) >= _BINCOUNT_LIMIT:
-            found, counts = np.unique(flat, return_counts=True)
-        else:
-            counts = np.bincount(flat)
-            found = np.flatnonzero(counts)
-            counts = counts[found]
+        found, counts = value_counts(values)
         pixels: dict[int, int] = {}
         background = void = unknown = 0
         for value, count in zip(found.tolist(), counts.tolist()):

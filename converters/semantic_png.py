@@ -19,6 +19,11 @@ void value becomes the image's ``void`` region and the background value
 nothing.  Writing merges every instance into its class, and reports a
 ``merged`` change for each annotation that shares its image with another
 instance of its class, besides what painting cost (overlaps, crowd as void).
+
+Reading decodes every map once (for its classes, size and findings) but
+keeps only columns (:mod:`segdata.stored`): an image's masks are cut from
+its PNG again where the image is worked on, so a folder of millions of maps
+is never held whole.  The maps must stay unchanged while the dataset is in use.
 """
 
 from __future__ import annotations
@@ -30,12 +35,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+import orjson
 
 from segdata import png
 from segdata.compose import ComposeSettings, compose_image, settings
-from segdata.converters._raster import image_size, masks_by_value, paintable, raster_changes, read_label_png
+from segdata.converters._raster import (StoreRows, image_size, mask_of_value, masks_by_value, paintable,
+                                       raster_changes, read_label_png, value_counts)
 from segdata.errors import FormatError, ReadError, UsageError
 from segdata.io import dumps_json, output_dir, read_json
+from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
 from segdata.semantic import map_path, palette_rgb
@@ -47,6 +55,8 @@ _RESERVED = ("instance_ids", "panoptic")
 _BACKGROUND_NAMES = {"_background_", "background", "__background__"}
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".JPG", ".JPEG", ".PNG")
 _SHOWN_VALUES = 10
+#: Finding codes an annotation can carry (the stored ``defect`` column indexes them).
+ANNOTATION_DEFECTS = ("category-unknown",)
 
 
 def sniff(path: str | Path) -> bool:
@@ -175,6 +185,7 @@ def read(path: str | Path, *, classes: str | Path | None = None,
         raise FormatError("no class-map PNG found (expected <split>/<stem>.png or <stem>.png)", path=root)
     dataset = Dataset(dict(sorted(table.categories.items())), [], [], source_format="semantic-png",
                       meta={"": {"background_value": table.background, "void_value": table.void}})
+    rows = StoreRows()
     next_id = 1
     for image_id, map_file in enumerate(maps, start=1):
         relative = PurePosixPath(map_file.relative_to(root).as_posix())
@@ -207,22 +218,55 @@ def read(path: str | Path, *, classes: str | Path | None = None,
                          f"{image_path.name} is {width}×{height} (width×height)")
                     image.defect = "label-map-size-mismatch"
                     image.width, image.height = width, height
-        masks = masks_by_value(values, skip=tuple(v for v in (table.background,) if v is not None))
-        if table.void is not None and table.void in masks:
-            image.void = masks.pop(table.void)
-        unknown = [v for v in masks if v not in table.values]
+        found, counts = value_counts(values)
+        pixels = dict(zip(found.tolist(), counts.tolist()))
+        if table.void is not None and table.void != table.background and table.void in pixels:
+            image.void = mask_of_value(values, table.void)
+        skip = [v for v in (table.background, table.void) if v is not None]
+        cut = [v for v in pixels if v not in skip]  # ascending, as masks_by_value gives them
+        unknown = [v for v in cut if v not in table.values]
         if unknown:
             shown = ", ".join(map(str, unknown[:_SHOWN_VALUES])) + (f", … ({len(unknown)} in all)"
                                                                     if len(unknown) > _SHOWN_VALUES else "")
             flag("label-value-unknown", f"values {shown} have no class in the class table",
-                 values=unknown, pixels=[masks[v].area for v in unknown])
-        for value, mask in masks.items():
-            known = value in table.values
-            dataset.annotations.append(Annotation(next_id, image_id, table.values[value] if known else value,
-                                                  mask, split=split, defect=None if known else "category-unknown",
-                                                  attributes={"value": value}))
-            next_id += 1
+                 values=unknown, pixels=[pixels[v] for v in unknown])
+        ids = range(next_id, next_id + len(cut))
+        rows.add(_source(map_file, image_id, next_id, skip, len(cut)), split, ids, image_id=image_id,
+                 category_id=[table.values.get(v, v) for v in cut], height=values.shape[0],
+                 width=values.shape[1], defect=[-1 if v in table.values else 0 for v in cut])
+        next_id += len(cut)
+    dataset.annotations = rows.store(ANNOTATION_DEFECTS, _decode, _load)
     return dataset
+
+
+def _source(map_file: Path, image_id: int, first_id: int, skip: list[int], count: int) -> str:
+    """What :func:`_load` needs to give an image's annotations again (the PNG holds no ids): a JSON list."""
+    return orjson.dumps([str(map_file), image_id, first_id, skip, count]).decode()
+
+
+def _load(source: str) -> list[tuple[int, int, int, Mask]]:
+    """An image's annotations as ``(image id, annotation id, value, mask)``, in the reader's order.
+
+    One decode of the map gives every mask; it runs where the image is worked on.
+
+    Raises
+    ------
+    FormatError, ReadError
+        The map cannot be read, or holds other values than when the dataset was read.
+    """
+    path, image_id, first_id, skip, count = orjson.loads(source)
+    masks = masks_by_value(read_label_png(path), skip=tuple(skip))
+    if len(masks) != count:
+        raise FormatError(f"the class map changed since it was read: it holds {len(masks)} values, "
+                          f"{count} when read", path=path, record=f"image {image_id}")
+    return [(image_id, first_id + at, value, mask) for at, (value, mask) in enumerate(masks.items())]
+
+
+def _decode(record: tuple[int, int, int, Mask], split: str, height: int, width: int, defect: str | None,
+            mask_ok: bool) -> Annotation:
+    """One value's annotation; the store gives it its category (``category_id`` column)."""
+    image_id, ann_id, value, mask = record
+    return Annotation(ann_id, image_id, value, mask, split=split, defect=defect, attributes={"value": value})
 
 
 def write(

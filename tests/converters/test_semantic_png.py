@@ -14,8 +14,12 @@ from PIL import Image
 from segdata import converters
 from segdata.compose import compose_image, settings
 from segdata.converters import semantic_png
-from segdata.errors import FormatError, UsageError
+from segdata.converters._raster import masks_by_value, read_label_png
+from segdata.errors import FormatError, ReadError, UsageError
+from segdata.masks import Mask
+from segdata.model import Annotation
 from segdata.semantic import write_maps
+from tests.converters.stored_checks import assert_equals_eager, mask_key
 
 MMSEG = "open-mmlab+mmsegmentation/tests/data"
 
@@ -158,3 +162,71 @@ def test_category_equal_to_background_is_refused(conformance_dir, tmp_path, name
     again = semantic_png.read(tmp_path / "out")
     assert report.annotations_written == 6
     assert [a.mask.area for a in again.annotations] == [a.mask.area for a in ds.annotations]
+
+
+# columns kept, masks cut again where an image is worked on ---------------------------------------------
+
+
+def _eager(root: Path, classes: Path | None = None) -> tuple[list[Annotation], list[Mask | None]]:
+    """Every map cut into its masks at once, as the reader did before it kept columns; each image's void."""
+    table = semantic_png._class_table(root, classes)
+    maps = sorted(p for p in root.rglob("*.png")
+                  if p.relative_to(root).parts[0] not in ("instance_ids", "panoptic"))
+    annotations, voids = [], []
+    for image_id, path in enumerate(maps, start=1):
+        parts = path.relative_to(root).parts
+        try:
+            values = read_label_png(path)
+        except (FormatError, ReadError):
+            voids.append(None)
+            continue
+        masks = masks_by_value(values, skip=(table.background,))
+        voids.append(masks.pop(table.void, None))
+        for value, mask in masks.items():
+            known = value in table.values
+            annotations.append(Annotation(len(annotations) + 1, image_id, table.values.get(value, value),
+                                          mask, split=parts[0] if len(parts) > 1 else "",
+                                          defect=None if known else "category-unknown",
+                                          attributes={"value": value}))
+    return annotations, voids
+
+
+@pytest.mark.parametrize("folder", [
+    pytest.param(f"{MMSEG}/pseudo_dataset/gts", id="mmseg-palette"),
+    pytest.param(f"{MMSEG}/pseudo_loveda_dataset/ann_dir", id="loveda"),
+    pytest.param(f"{MMSEG}/pseudo_isaid_dataset/ann_dir", id="zero-byte"),
+    pytest.param(f"{MMSEG}/pseudo_nyu_dataset/annotations", id="depth-16bit"),
+    pytest.param(f"{MMSEG}/pseudo_cityscapes_dataset/gtFine/val/frankfurt", id="cityscapes-trainids-255"),
+    pytest.param("pytorch+vision/test/assets", id="torchvision"),
+    pytest.param("bdd100k+bdd100k/tests/eval/testcases/lane/gts", id="bdd-lanes-void"),
+])
+def test_a_read_keeps_columns_and_gives_the_masks_cut_at_once(conformance_dir, names16, folder):
+    ds = semantic_png.read(conformance_dir / folder, classes=names16)
+    expected, voids = _eager(conformance_dir / folder, names16)
+    assert_equals_eager(ds, expected)
+    assert [mask_key(image.void) for image in ds.images] == [mask_key(void) for void in voids]
+    for finding in (f for f in ds.findings if f.code == "label-value-unknown"):
+        areas = {a.attributes["value"]: a.mask.area for a in expected if a.image_id == finding.image_id}
+        assert finding.details["pixels"] == [areas[value] for value in finding.details["values"]]
+
+
+def test_the_sample_and_a_labelme_folder_read_as_their_masks_cut_at_once(samples_dir, conformance_dir):
+    sample = samples_dir / "semantic-png"
+    ds = semantic_png.read(sample)
+    expected, voids = _eager(sample)
+    assert len(expected) == 196 and sum(v is not None for v in voids) == 3
+    assert_equals_eager(ds, expected)
+    assert [mask_key(image.void) for image in ds.images] == [mask_key(void) for void in voids]
+    folder = conformance_dir / "wkentaro+labelme/examples/video_annotation/data_dataset_voc"
+    ds = semantic_png.read(folder / "SegmentationClassPNG", classes=folder / "class_names.txt")
+    assert_equals_eager(ds, _eager(folder / "SegmentationClassPNG", folder / "class_names.txt")[0])
+
+
+def test_a_map_changed_after_reading_is_an_error_naming_it(conformance_dir, tmp_path):
+    folder = _copy_gts(conformance_dir, tmp_path)
+    ds = semantic_png.read(folder)
+    assert [len(anns) for _, anns in ds.iter_images()] == [1, 1, 1, 1, 1]
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(folder / "00001_gt.png")
+    with pytest.raises(FormatError, match=r"00001_gt.png: image 2: the class map changed since it was read: "
+                                          r"it holds 0 values, 1 when read"):
+        list(ds.annotations)

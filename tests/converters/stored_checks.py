@@ -1,0 +1,40 @@
+"""What the label-map readers' tests check of a read that keeps columns: it equals the masks cut at once."""
+
+from __future__ import annotations
+
+import pickle
+from collections import defaultdict
+from collections.abc import Sequence
+
+from segdata.masks import Mask
+from segdata.model import Annotation, Dataset, annotation_values
+from segdata.stored import StoredAnnotations
+
+FIELDS = ("split", "id", "image_id", "category_id", "iscrowd", "defect", "usable")
+
+
+def mask_key(mask: Mask | None) -> tuple | None:
+    """A mask's face, size and exact RLE string (``repr`` shows only the size)."""
+    return None if mask is None else (mask.face, mask.shape_hw, mask.rle["size"], mask.rle["counts"])
+
+
+def assert_same(got: Sequence[Annotation], expected: Sequence[Annotation]) -> None:
+    assert [repr(a) for a in got] == [repr(a) for a in expected]
+    assert [mask_key(a.mask) for a in got] == [mask_key(a.mask) for a in expected]
+
+
+def assert_equals_eager(ds: Dataset, expected: list[Annotation]) -> None:
+    """``ds.annotations`` are stored columns giving ``expected``: whole, by column, per image pickled."""
+    assert isinstance(ds.annotations, StoredAnnotations)
+    assert_same(list(ds.annotations), expected)
+    for name in FIELDS:
+        assert annotation_values(ds.annotations, name).tolist() == annotation_values(expected, name).tolist()
+    per_image = defaultdict(list)
+    for ann in expected:
+        per_image[(ann.split, ann.image_id)].append(ann)
+    groups = ds.annotations_by_image()
+    assert sorted(groups) == sorted(per_image)
+    for key, anns in per_image.items():
+        group = groups[key]
+        assert len(group._rows.files) == 1  # a helper decodes the one map of its image
+        assert_same(pickle.loads(pickle.dumps(group)), anns)
