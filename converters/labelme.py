@@ -56,6 +56,7 @@ import io
 import math
 import os
 import shutil
+from itertools import chain
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -71,6 +72,7 @@ from segdata.model import (Annotation, Category, Change, ConversionReport, Datas
                            annotation_values)
 from segdata.parallel import map_images
 
+from ._columns import Columns
 from ._raster import image_size
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
@@ -139,6 +141,11 @@ def _read_labels_file(path: Path, dataset: Dataset) -> None:
 def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
     """Read labelme JSON files: one file, a folder of them, or a folder of split subfolders.
 
+    Each file is read once for its image, categories and findings; the
+    annotations stay in their files (:class:`~segdata.stored.StoredAnnotations`)
+    and are read again, one image at a time, where they are used.  The files
+    must stay unchanged while the dataset is in use.
+
     Parameters
     ----------
     path : str or Path
@@ -176,8 +183,11 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
 
     files.sort(key=lambda p: (_SPLIT_ORDER.get(split_of(p), 3 if split_of(p) else -1), split_of(p), p.name))
     state = {"image": 0, "ann": 0, "labels": labels}
+    columns = Columns()
     for json_path in files:
-        _read_file(json_path, split_of(json_path), dataset, state, Path(images_root) if images_root else None)
+        _read_file(json_path, split_of(json_path), dataset, state, Path(images_root) if images_root else None,
+                   columns)
+    dataset.annotations = columns.store(_decode, _load)
     return dataset
 
 
@@ -209,11 +219,18 @@ def _require(record: dict, key: str, kind, path: Path, where: str | None) -> Any
     return value
 
 
-def _read_file(json_path: Path, split: str, dataset: Dataset, state: dict, images_root: Path | None) -> None:
+def _document(json_path: Path) -> tuple[dict, list]:
+    """A labelme file's JSON object and its ``shapes``."""
     data = read_json(json_path)
     if not isinstance(data, dict):
         raise FormatError(f"expected a JSON object, found {type(data).__name__}", path=json_path)
-    shapes = _require(data, "shapes", list, json_path, None)
+    return data, _require(data, "shapes", list, json_path, None)
+
+
+def _read_file(json_path: Path, split: str, dataset: Dataset, state: dict, images_root: Path | None,
+               columns: Columns) -> None:
+    """One file's image, categories and findings; its annotations only as ``columns`` rows."""
+    data, shapes = _document(json_path)
     image_path = data.get("imagePath") or ""
     if not isinstance(image_path, str):
         raise FormatError(f"'imagePath' must be a string, found {type(image_path).__name__}", path=json_path)
@@ -251,9 +268,46 @@ def _read_file(json_path: Path, split: str, dataset: Dataset, state: dict, image
                           f"{width!r}) and no image gives the size", path=json_path)
     image = ImageRecord(image_id, name, width, height, split=split, path=located)
     dataset.images.append(image)
+    del data  # imageData can be megabytes; the shapes are all that is left to read
 
+    instances, void = _instances(shapes, json_path, flag)
+    if void:
+        image.void = _union(void, height, width)
+    for index, entry in enumerate(instances):
+        label = entry["label"]
+        cat_id = next((c.id for c in dataset.categories.values() if c.name == label), None)
+        if cat_id is None:
+            cat_id = max(dataset.categories, default=0) + 1
+            dataset.categories[cat_id] = Category(cat_id, label)
+            if state["labels"] is not None:
+                flag("category-unknown", f"label {label!r} is not in {state['labels'].name}; added as "
+                     f"category {cat_id}", "warning", shape=entry["shapes"][0])
+        state["ann"] += 1
+        ann_id = state["ann"]
+        rings = [p for p in entry["parts"] if isinstance(p, list)]
+        defect = None
+        try:
+            if rings:  # the only part of _union that can fail; bitmaps are placed when decoded
+                Mask.from_polygons(rings, height, width)
+        except MaskError as err:
+            defect = err.code
+            flag(err.code, f"shapes {entry['shapes']}: {err.message}", annotation_id=ann_id)
+        face = "polygon" if len(rings) == len(entry["parts"]) else "bitmap"
+        columns.add(str(json_path), split, index, ann_id, image_id, cat_id, entry["crowd"], height, width,
+                    defect, face)
+
+
+def _instances(shapes: list, json_path: Path, flag: Callable) -> tuple[list[dict], list]:
+    """A file's instances and void parts, flagging every shape skipped.
+
+    Shapes of one ``label`` and ``group_id`` are one instance, placed where
+    its first region is; each instance is ``{"label", "parts", "shapes",
+    "crowd"}``, its parts rings or ``(x, y, crop)`` bitmaps.  :func:`read`
+    and :func:`_load` both group through here, so a record's index in
+    :func:`_load`'s list is the one the reader gave it.
+    """
     instances: dict[tuple[str, Any], dict] = {}
-    void: list[np.ndarray] = []
+    void: list = []
     for index, shape in enumerate(shapes):
         where = f"shape {index}"
         if not isinstance(shape, dict):
@@ -262,8 +316,7 @@ def _read_file(json_path: Path, split: str, dataset: Dataset, state: dict, image
         label = _require(shape, "label", str, json_path, where)
         points = _require(shape, "points", list, json_path, where)
         kind = shape.get("shape_type") or "polygon"
-        if not all(isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p)
-                   for p in points):
+        if not _are_points(points):
             raise FormatError("'points' must be a list of [x, y] numbers", path=json_path, record=where)
         if kind in _NOT_REGIONS:
             flag("shape-not-a-region", f"shape {index} ({label!r}) is a {kind}, not a region; skipped",
@@ -278,7 +331,7 @@ def _read_file(json_path: Path, split: str, dataset: Dataset, state: dict, image
                  "warning", shape=index)
             continue
         try:
-            part = _shape_part(shape, kind, points, height, width)
+            part = _shape_part(shape, kind, points)
         except MaskError as err:
             flag(err.code, f"shape {index} ({label!r}, {kind}): {err.message}; skipped", shape=index)
             continue
@@ -289,39 +342,57 @@ def _read_file(json_path: Path, split: str, dataset: Dataset, state: dict, image
             continue
         group_id = shape.get("group_id")
         key = (label, group_id if group_id is not None else ("shape", index))
-        entry = instances.setdefault(key, {"parts": [], "shapes": [], "crowd": False})
+        entry = instances.setdefault(key, {"label": label, "parts": [], "shapes": [], "crowd": False})
         entry["parts"].append(part)
         entry["shapes"].append(index)
         entry["crowd"] |= bool((shape.get("flags") or {}).get("iscrowd"))
-
-    if void:
-        image.void = _union(void, height, width)
-    for (label, _), entry in instances.items():
-        cat_id = next((c.id for c in dataset.categories.values() if c.name == label), None)
-        if cat_id is None:
-            cat_id = max(dataset.categories, default=0) + 1
-            dataset.categories[cat_id] = Category(cat_id, label)
-            if state["labels"] is not None:
-                flag("category-unknown", f"label {label!r} is not in {state['labels'].name}; added as "
-                     f"category {cat_id}", "warning", shape=entry["shapes"][0])
-        state["ann"] += 1
-        ann = Annotation(state["ann"], image_id, cat_id, None, entry["crowd"], split=split)
-        dataset.annotations.append(ann)
-        try:
-            ann.mask = _union(entry["parts"], height, width)
-        except MaskError as err:
-            ann.defect = err.code
-            flag(err.code, f"shapes {entry['shapes']}: {err.message}", annotation_id=ann.id)
+    return list(instances.values()), void
 
 
-def _shape_part(shape: dict, kind: str, points: list, height: int, width: int):
-    """A shape's region: a flat ring (list of floats) or a full-image bool bitmap."""
+def _are_points(points: list) -> bool:
+    """Every point is ``[x, y]`` of numbers (JSON types are exact; C-level maps, as a Python loop per
+    point was half the time of reading a file)."""
+    return (set(map(type, points)) <= {list} and set(map(len, points)) <= {2}
+            and set(map(type, chain.from_iterable(points))) <= {int, float, bool})
+
+
+def _finite(ring: list[float]) -> bool:
+    """No NaN or infinity, by one C-level sum; only a sum that is not finite is looked at value by value."""
+    try:
+        if math.isfinite(math.fsum(ring)):
+            return True
+    except (OverflowError, ValueError):  # finite values whose sum overflows; inf and -inf together
+        pass
+    return all(math.isfinite(v) for v in ring)
+
+
+def _ignore(*_, **__) -> None:
+    """A flag that drops what it is told: the reader has already reported it."""
+
+
+def _load(file: str) -> list[dict]:
+    """A labelme file's instances again, in the reader's order (:data:`segdata.stored.Loader`)."""
+    json_path = Path(file)
+    return _instances(_document(json_path)[1], json_path, _ignore)[0]
+
+
+def _decode(record: dict, split: str, height: int, width: int, defect: str | None,
+            mask_ok: bool) -> Annotation:
+    """One instance of :func:`_load` as the reader judged it; ids come from the store's columns."""
+    ann = Annotation(0, 0, 0, None, record["crowd"], split=split, defect=defect)
+    if mask_ok:
+        ann.mask = _union(record["parts"], height, width, checked=True)
+    return ann
+
+
+def _shape_part(shape: dict, kind: str, points: list):
+    """A shape's region: a flat ring (list of floats) or an ``(x, y, crop)`` bitmap of its box."""
     if kind in ("polygon", "oriented_rectangle"):
         if len(points) < 3:
             raise MaskError(f"{len(points)} point(s), a polygon needs at least 3",
                             code="polygon-too-few-points")
-        ring = [float(v) for p in points for v in p]
-        if not all(math.isfinite(v) for v in ring):
+        ring = list(map(float, chain.from_iterable(points)))
+        if not _finite(ring):
             raise MaskError("a NaN or infinite coordinate", code="coordinate-non-finite")
         return ring
     if len(points) != 2:
@@ -332,7 +403,7 @@ def _shape_part(shape: dict, kind: str, points: list, height: int, width: int):
         return [xa, ya, xb, ya, xb, yb, xa, yb]
     if kind == "circle":
         return circle_ring(x0, y0, math.hypot(x1 - x0, y1 - y0))
-    return _mask_bitmap(shape.get("mask"), min(x0, x1), min(y0, y1), height, width)
+    return _mask_crop(shape.get("mask"), min(x0, x1), min(y0, y1))
 
 
 def circle_ring(cx: float, cy: float, radius: float) -> list[float]:
@@ -355,8 +426,8 @@ def circle_ring(cx: float, cy: float, radius: float) -> list[float]:
     return np.column_stack((cx + radius * np.cos(angles), cy + radius * np.sin(angles))).ravel().tolist()
 
 
-def _mask_bitmap(data: Any, x: float, y: float, height: int, width: int) -> np.ndarray:
-    """Place a labelme ``mask`` (base64 PNG of the box) with its top-left pixel at ``(x, y)`` rounded."""
+def _mask_crop(data: Any, x: float, y: float) -> tuple[int, int, np.ndarray]:
+    """A labelme ``mask`` (base64 PNG of the box) and its top-left pixel: ``(x, y)`` rounded."""
     if not isinstance(data, str) or not data:
         raise MaskError("a mask shape needs a base64 PNG in 'mask'", code="mask-data-invalid")
     try:
@@ -366,8 +437,13 @@ def _mask_bitmap(data: Any, x: float, y: float, height: int, width: int) -> np.n
         raise MaskError(f"'mask' is not a base64 PNG: {err}", code="mask-data-invalid") from None
     if crop.ndim == 3:
         crop = crop.any(axis=2)
+    return int(round(x)), int(round(y)), crop
+
+
+def _placed(part: tuple[int, int, np.ndarray], height: int, width: int) -> np.ndarray:
+    """A mask crop placed on the image, as labelme's ``shapes_to_label`` does (what falls outside is cut)."""
+    x0, y0, crop = part
     bitmap = np.zeros((height, width), bool)
-    x0, y0 = int(round(x)), int(round(y))
     h, w = crop.shape
     ys, xs = slice(max(y0, 0), min(y0 + h, height)), slice(max(x0, 0), min(x0 + w, width))
     if ys.start < ys.stop and xs.start < xs.stop:
@@ -375,15 +451,16 @@ def _mask_bitmap(data: Any, x: float, y: float, height: int, width: int) -> np.n
     return bitmap
 
 
-def _union(parts: list, height: int, width: int) -> Mask:
-    """One mask from rings (unioned by pycocotools) and bitmaps."""
+def _union(parts: list, height: int, width: int, *, checked: bool = False) -> Mask:
+    """One mask from rings (unioned by pycocotools) and crops; ``checked``: the rings passed reading."""
     rings = [p for p in parts if isinstance(p, list)]
-    bitmaps = [p for p in parts if not isinstance(p, list)]
+    bitmaps = [_placed(p, height, width) for p in parts if not isinstance(p, list)]
+    polygons = Mask.from_checked if checked else Mask.from_polygons
     if not bitmaps:
-        return Mask.from_polygons(rings, height, width)
+        return polygons(rings, height, width)
     union = np.logical_or.reduce(bitmaps)
     if rings:
-        union |= Mask.from_polygons(rings, height, width).to_bitmap()
+        union |= polygons(rings, height, width).to_bitmap()
     return Mask.from_bitmap(union)
 
 
@@ -506,8 +583,9 @@ def write(
                 report.annotations_written += count
                 if copy_images and image.path is not None and Path(image.path).is_file():
                     shutil.copyfile(image.path, target.parent / Path(image.file_name).name)
-        for split, image_id, ann_id, category_id in zip(*(annotation_values(dataset.annotations, name).tolist()
-                                                          for name in ("split", "image_id", "id", "category_id"))):
+        fields = (annotation_values(dataset.annotations, name).tolist()
+                  for name in ("split", "image_id", "id", "category_id"))
+        for split, image_id, ann_id, category_id in zip(*fields):
             if position.get(category_id, category_id) != category_id:
                 report.add("category-remapped", split, image_id, ann_id,
                            f"category {category_id} reads back as {position[category_id]} "

@@ -19,14 +19,15 @@ worker must see it at the same path (as it must the images).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from segdata.jsonstream import parse_items
 from segdata.model import Annotation
 
-#: ``decode(record, split, height, width, defect, mask_ok) -> Annotation``: the reader's own record decoder.
+#: ``decode(record, split, height, width, defect, mask_ok) -> Annotation``: the reader's own record decoder
+#: (the columns' id, image_id and category_id replace the annotation's: per-image records lack them).
 Decoder = Callable[[dict, str, int, int, "str | None", bool], Annotation]
 #: ``load(file) -> records``: a per-image file's records in order; ``start`` is then the record's index.
 Loader = Callable[[str], Sequence[Any]]
@@ -63,6 +64,7 @@ class _Rows:
         c = self.columns
         out: list[Annotation | None] = [None] * len(self)
         order = np.lexsort((c["start"], c["file"]))
+        keys = list(zip(*(c[name].tolist() for name in ("id", "image_id", "category_id"))))
         for file_index in np.unique(c["file"]).tolist():
             rows = order[c["file"][order] == file_index]
             if self.load is None:
@@ -71,11 +73,14 @@ class _Rows:
                 items = self.load(self.files[file_index])
                 records = [items[at] for at in c["start"][rows].tolist()]
             for row, record in zip(rows.tolist(), records):
-                defect, category_id = int(c["defect"][row]), int(c["category_id"][row])
+                defect = int(c["defect"][row])
                 ann = self.decode(record, self.splits[c["split"][row]], int(c["height"][row]),
                                   int(c["width"][row]), self.defects[defect] if defect >= 0 else None,
                                   bool(c["mask_ok"][row]))
-                out[row] = ann if ann.category_id == category_id else replace(ann, category_id=category_id)
+                # the columns win: a category map's new id, and the ids a per-image file's reader numbered
+                if (ann.id, ann.image_id, ann.category_id) != keys[row]:
+                    ann.id, ann.image_id, ann.category_id = keys[row]  # ann is new: decode made it
+                out[row] = ann
         return out  # type: ignore[return-value]
 
 
