@@ -71,6 +71,7 @@ from segdata.masks import Mask, bitmap_to_polygons
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
 
+from ._columns import Columns
 from ._raster import image_size
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
@@ -294,6 +295,7 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
 
     ordered = sorted(splits, key=lambda s: (_SPLIT_KEYS.index(s) if s in _SPLIT_KEYS else 3, s))
     next_image, next_ann = 1, 1
+    columns = Columns()
     for split in ordered:
         def flag(code, message, severity="error", path=source, image_id=None, **details):
             findings.append(Finding(code, severity, message, split, image_id, None, str(path), details))
@@ -314,12 +316,13 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
                 flag("image-unreadable", f"{err.message}; its labels cannot be scaled to pixels",
                      path=image_path, image_id=image.id)
             if label_path.is_file():
-                next_ann = _read_labels(label_path, image, names, ids, dataset, next_ann)
+                next_ann = _read_labels(label_path, image, names, ids, dataset, next_ann, columns)
         for folder in dict.fromkeys(folder for _, folder in images):
             labels_dir = _label_path(folder / "x.jpg").parent
             if labels_dir.is_dir():
                 for orphan in sorted(set(labels_dir.rglob("*.txt")) - labels_seen):
                     flag("label-without-image", "label file has no image in this split", "warning", orphan)
+    dataset.annotations = columns.store(_decode, _load)
     return dataset
 
 
@@ -333,29 +336,26 @@ def _image_dir(image_path: Path) -> Path:
 
 
 def _read_labels(label_path: Path, image: ImageRecord, names: dict[int, str], ids: dict[int, int],
-                 dataset: Dataset, next_ann: int) -> int:
-    """Append one image's annotations; returns the next annotation id."""
-    try:
-        text = label_path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise FormatError(f"a label file must be UTF-8 text: {err}", path=label_path) from None
+                 dataset: Dataset, next_ann: int, columns: Columns) -> int:
+    """Judge one image's label lines and keep each annotation as ``columns`` rows; returns the next id."""
+    lines = _load(str(label_path))
 
     def flag(code, message, line_no, severity="error", annotation_id=None):
         dataset.findings.append(Finding(code, severity, message, image.split, image.id, annotation_id,
                                         str(label_path), {"line": line_no}))
 
     boxes, outside = [], []
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    for line_no, line in enumerate(lines, start=1):
         tokens = line.split()
         if not tokens:
             continue
         try:
-            values = [float(t) for t in tokens]
+            values = list(map(float, tokens))
         except ValueError:
             flag("yolo-line-invalid", f"line {line_no}: not numbers: {line.strip()[:60]!r}; line skipped",
                  line_no)
             continue
-        if not all(math.isfinite(v) for v in values):
+        if not _finite(values):
             flag("coordinate-non-finite", f"line {line_no}: NaN or infinite value; line skipped", line_no)
             continue
         cls, coords = values[0], values[1:]
@@ -365,9 +365,6 @@ def _read_labels(label_path: Path, image: ImageRecord, names: dict[int, str], id
             continue
         if len(coords) == 4:
             boxes.append(line_no)
-            cx, cy, w, h = coords
-            x0, y0, x1, y1 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
-            coords = [x0, y0, x1, y0, x1, y1, x0, y1]
         elif len(coords) % 2:
             flag("yolo-odd-coordinates", f"line {line_no}: {len(coords)} coordinates, an odd count; "
                  "line skipped", line_no)
@@ -376,20 +373,22 @@ def _read_labels(label_path: Path, image: ImageRecord, names: dict[int, str], id
             flag("polygon-too-few-points", f"line {line_no}: {len(coords) // 2} point(s), a polygon needs 3; "
                  "line skipped", line_no)
             continue
+        coords = _polygon(coords)
         if min(coords) < 0 or max(coords) > 1:
             outside.append(line_no)
-        ann = Annotation(next_ann, image.id, ids[int(cls)], None, split=image.split, attributes={})
+        ann_id, defect = next_ann, None
         next_ann += 1
-        dataset.annotations.append(ann)
         if image.defect:
-            ann.defect = "image-size-unknown"
-            continue
-        ring = [v * (image.width if i % 2 == 0 else image.height) for i, v in enumerate(coords)]
-        try:
-            ann.mask = Mask.from_polygons([ring], image.height, image.width)
-        except MaskError as err:
-            ann.defect = err.code
-            flag(err.code, f"line {line_no}: {err.message}", line_no, annotation_id=ann.id)
+            defect = "image-size-unknown"
+        else:
+            try:  # checked once here; the mask is made where the annotation is used
+                Mask.from_polygons([_scaled(coords, image.height, image.width).tolist()], image.height,
+                                   image.width)
+            except MaskError as err:
+                defect = err.code
+                flag(err.code, f"line {line_no}: {err.message}", line_no, annotation_id=ann_id)
+        columns.add(str(label_path), image.split, line_no - 1, ann_id, image.id, ids[int(cls)], False,
+                    image.height, image.width, defect, "polygon")
     if boxes:
         flag("yolo-box-line", f"{len(boxes)} line(s) are detection boxes (cx cy w h), read as rectangles: "
              f"lines {_ranges(boxes)}", boxes[0], "warning")
@@ -397,6 +396,52 @@ def _read_labels(label_path: Path, image: ImageRecord, names: dict[int, str], id
         flag("coordinate-out-of-bounds", f"coordinates outside [0, 1] (Ultralytics rejects this image; "
              f"pycocotools clips them): lines {_ranges(outside)}", outside[0], "warning")
     return next_ann
+
+
+def _finite(values: list[float]) -> bool:
+    """No NaN or infinity, by one C-level sum; only a sum that is not finite is looked at value by value."""
+    try:
+        if math.isfinite(math.fsum(values)):
+            return True
+    except (OverflowError, ValueError):  # finite values whose sum overflows; inf and -inf together
+        pass
+    return all(math.isfinite(v) for v in values)
+
+
+def _polygon(coords: list[float]) -> list[float]:
+    """A line's normalized ring: its points, or a detection box ``cx cy w h`` as its four corners."""
+    if len(coords) != 4:
+        return coords
+    cx, cy, w, h = coords
+    x0, y0, x1, y1 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+    return [x0, y0, x1, y0, x1, y1, x0, y1]
+
+
+def _scaled(coords: list[float], height: int, width: int) -> np.ndarray:
+    """Normalized ``x, y, …`` in pixels (the same IEEE products as ``v * width`` in Python)."""
+    ring = np.array(coords, float)
+    with np.errstate(over="ignore"):  # a huge value becomes inf, as in Python, and a finding of the reader
+        ring[0::2] *= width
+        ring[1::2] *= height
+    return ring
+
+
+def _load(file: str) -> list[str]:
+    """A label file's lines (:data:`segdata.stored.Loader`): a record's index is its line number - 1."""
+    label_path = Path(file)
+    try:
+        return label_path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise FormatError(f"a label file must be UTF-8 text: {err}", path=label_path) from None
+
+
+def _decode(line: str, split: str, height: int, width: int, defect: str | None, mask_ok: bool) -> Annotation:
+    """One label line as the reader judged it; ids come from the store's columns."""
+    values = list(map(float, line.split()))
+    ann = Annotation(0, 0, 0, None, split=split, defect=defect, attributes={})
+    if mask_ok:
+        ann.mask = Mask.from_checked([_scaled(_polygon(values[1:]), height, width)], height, width)
+    return ann
 
 
 def _ranges(numbers: list[int]) -> str:
