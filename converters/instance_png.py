@@ -29,6 +29,10 @@ from the map, a map whose size differs from its image, a missing or
 unreadable map, an unknown category, a repeated value or annotation id are
 loaded with a ``defect`` and a finding, never dropped.  A missing table or one
 that is not this format raises :class:`~segdata.errors.FormatError`.
+Reading decodes every map once (for the checks above) but keeps only columns
+(:mod:`segdata.stored`) and each map entry's byte span in the table: an
+image's masks are cut from its map again where the image is worked on.  The
+table and maps must stay unchanged while the dataset is in use.
 
 Writing paints each image with :func:`segdata.compose.compose_image` (crowd
 regions painted under the other instances; ``overlap`` decides contested
@@ -39,18 +43,22 @@ source face of each mask, and stored ``area``/``bbox`` (recomputable from pixels
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+import orjson
 
 from segdata import png
 from segdata.compose import ComposeSettings, compose_image, ids_to_rgb, rgb_to_ids, settings
-from segdata.converters._raster import masks_by_value, paintable, raster_changes, read_label_png, read_rgb_png
+from segdata.converters._raster import (StoreRows, masks_by_value, paintable, raster_changes, read_label_png,
+                                       read_rgb_png, value_counts)
 from segdata.errors import FormatError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
+from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array_items
+from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
 from segdata.semantic import map_path
@@ -66,6 +74,10 @@ _ENCODINGS = ("gray16", "rgb24")
 _MAP_KEYS = {"id", "file_name", "width", "height", "split", "map", "encoding", "instances"}
 _INSTANCE_KEYS = {"value", "id", "category_id", "iscrowd"}
 _MAX_GRAY = 65535
+_ENTRIES_PER_PARSE = 1024
+#: Finding codes an annotation can carry (the stored ``defect`` column indexes them).
+ANNOTATION_DEFECTS = ("annotation-id-duplicate", "category-unknown", "instance-value-invalid",
+                      "instance-map-missing", "instance-map-size-mismatch", "mask-empty")
 
 
 def _table(path: Path) -> Path:
@@ -122,8 +134,10 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
     if not table.is_file():
         raise FormatError(f"no {TABLE} here: an instance-png dataset needs ROOT/{TABLE}, the table from "
                           "instance values to annotation ids and categories", path=table)
-    root = table.parent
-    data = read_json(table)
+    try:
+        data, arrays = read_array_items(table, "maps")
+    except Unscannable:  # malformed, or NaN that only Python's json reads: parse whole, for the precise error
+        data, arrays = read_json(table), None
     if not isinstance(data, dict) or data.get("format") != _FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise FormatError(f"expected a table with \"format\": \"{_FORMAT}\", found {found!r}", path=table)
@@ -140,106 +154,240 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
         dataset.categories[cat_id] = Category(
             cat_id, _require(raw, "name", str, table, f"category {cat_id}"), raw.get("supercategory") or "",
             bool(raw.get("isthing", True)), color)
-    records = [(index, raw) for index, raw in enumerate(data["maps"])]
-    for index, raw in records:
-        if not isinstance(raw, dict):
-            raise FormatError(f"expected an object, found {type(raw).__name__}", path=table,
-                              record=f"map index {index}")
-    records.sort(key=lambda r: _SPLIT_ORDER.get(r[1].get("split") or "", 3 if r[1].get("split") else -1))
-    seen_images: set[tuple[str, int]] = set()
-    seen_anns: set[tuple[str, int]] = set()
-    for index, raw in records:
-        _read_image(raw, index, dataset, table, root, Path(images_root) if images_root else None,
-                    seen_images, seen_anns)
+    try:
+        entries = _Entries.scan(table, *arrays["maps"]) if arrays else None
+    except Unscannable:  # an entry orjson refuses (NaN): parse whole
+        data, entries = read_json(table), None
+    if entries is None:
+        entries = _Entries.parsed(data["maps"], table)
+    reader = _Reader(dataset, table, Path(images_root) if images_root else None,
+                     stored=entries.spans is not None)
+    for index, raw, span in entries.in_split_order():
+        reader.read_image(raw, index, span)
+    dataset.annotations = reader.annotations()
     return dataset
 
 
-def _read_image(raw: dict, index: int, dataset: Dataset, table: Path, root: Path, images_root: Path | None,
-                seen_images: set, seen_anns: set) -> None:
-    image_id = _require(raw, "id", int, table, f"map index {index}")
-    where = f"image {image_id}"
-    split = raw.get("split") or ""
-    if not isinstance(split, str):
-        raise FormatError(f"'split' must be str, found {type(split).__name__}", path=table, record=where)
-    image = ImageRecord(image_id, _require(raw, "file_name", str, table, where),
-                        _require(raw, "width", int, table, where), _require(raw, "height", int, table, where),
-                        split=split, attributes={k: v for k, v in raw.items() if k not in _MAP_KEYS})
-    if images_root is not None:
-        image.path = images_root / image.file_name
-    map_name = _require(raw, "map", str, table, where)
-    encoding = raw.get("encoding", "gray16")
-    if encoding not in _ENCODINGS:
-        raise FormatError(f"'encoding' must be one of {', '.join(_ENCODINGS)}, found {encoding!r}",
-                          path=table, record=where)
-    dataset.images.append(image)
+def _split_key(raw: Any, index: int, table: Path) -> int:
+    """Where a map entry sorts: no split, train, val, test, any other."""
+    if not isinstance(raw, dict):
+        raise FormatError(f"expected an object, found {type(raw).__name__}", path=table,
+                          record=f"map index {index}")
+    split = raw.get("split")
+    if not split:
+        return -1
+    return _SPLIT_ORDER.get(split, 3) if isinstance(split, str) else 3
 
-    def flag(code, message, annotation_id=None, severity="error", **details):
-        dataset.findings.append(Finding(code, severity, message, split, image_id, annotation_id, str(table),
-                                        details))
 
-    def defect(ann: Annotation, code: str, message: str, **details) -> None:
-        ann.defect = ann.defect or code
-        flag(code, message, ann.id, **details)
+class _Entries:
+    """The ``maps`` entries in split order (file order within a split): parsed a chunk at a time from
+    their byte spans, or given parsed (a table read whole)."""
 
-    if (split, image_id) in seen_images:
-        image.defect = "image-id-duplicate"
-        flag("image-id-duplicate", f"image id {image_id} is used again by {image.file_name!r}")
-    seen_images.add((split, image_id))
+    def __init__(self, table: Path, keys: list[int], items: list | None = None,
+                 spans: tuple[np.ndarray, np.ndarray] | None = None):
+        self.table, self.keys, self.items, self.spans = table, keys, items, spans
 
-    anns: dict[int, Annotation] = {}
-    for position, inst in enumerate(_require(raw, "instances", list, table, where)):
-        if not isinstance(inst, dict):
-            raise FormatError(f"expected an object, found {type(inst).__name__}", path=table,
-                              record=f"instance index {position} ({where})")
-        ann_id = _require(inst, "id", int, table, f"instance index {position} ({where})")
-        inst_where = f"instance {ann_id} ({where})"
-        value = _require(inst, "value", int, table, inst_where)
-        iscrowd = inst.get("iscrowd", 0)
-        if iscrowd not in (0, 1):
-            raise FormatError(f"'iscrowd' must be 0 or 1, found {iscrowd!r}", path=table, record=inst_where)
-        ann = Annotation(ann_id, image_id, _require(inst, "category_id", int, table, inst_where), None,
-                         bool(iscrowd), None, split,
-                         attributes={k: v for k, v in inst.items() if k not in _INSTANCE_KEYS})
-        dataset.annotations.append(ann)
-        if (split, ann_id) in seen_anns:
-            defect(ann, "annotation-id-duplicate", f"annotation id {ann_id} is used again")
-        seen_anns.add((split, ann_id))
-        if ann.category_id not in dataset.categories:
-            defect(ann, "category-unknown", f"category {ann.category_id} is not in 'categories'")
-        if value in anns or value <= 0:
-            defect(ann, "instance-value-invalid", f"value {value} is " + ("0 (no instance)" if value <= 0 else
-                   f"already instance {anns[value].id}"), value=value)
-        else:
-            anns[value] = ann
-    if image.defect:
-        return
-    map_path_ = root / map_name
+    @classmethod
+    def scan(cls, table: Path, starts: np.ndarray, closing: int) -> _Entries:
+        """Each entry parsed once, a chunk at a time, for its split; each checked to be an object first."""
+        keys: list[int] = []
+        for chunk in chunk_spans(starts, closing):
+            items = parse_items(table, *chunk)
+            keys += [_split_key(raw, len(keys) + at, table) for at, raw in enumerate(items)]
+        return cls(table, keys, spans=(starts, np.append(starts[1:], closing)))
+
+    @classmethod
+    def parsed(cls, items: list, table: Path) -> _Entries:
+        return cls(table, [_split_key(raw, index, table) for index, raw in enumerate(items)], items=items)
+
+    def in_split_order(self) -> Iterator[tuple[int, dict, tuple[int, int] | None]]:
+        """``(index in the table, entry, its byte span or None)``."""
+        order = sorted(range(len(self.keys)), key=self.keys.__getitem__)
+        for first in range(0, len(order), _ENTRIES_PER_PARSE):
+            block = order[first:first + _ENTRIES_PER_PARSE]
+            if self.spans is None:
+                yield from ((index, self.items[index], None) for index in block)
+                continue
+            starts, stops = self.spans
+            at = np.array(sorted(block), np.int64)
+            parsed = dict(zip(at.tolist(), parse_items(self.table, starts[at], stops[at])))
+            yield from ((index, parsed[index], (int(starts[index]), int(stops[index]))) for index in block)
+
+
+class _Reader:
+    """Reads one map entry after another: the images and findings into the dataset, the annotations as
+    stored columns (or, for a table read whole, decoded at once)."""
+
+    def __init__(self, dataset: Dataset, table: Path, images_root: Path | None, stored: bool):
+        self.dataset, self.table, self.images_root = dataset, table, images_root
+        self.rows: StoreRows | None = StoreRows() if stored else None
+        self.decoded: list[Annotation] = []
+        self.seen_images: set[tuple[str, int]] = set()
+        self.seen_anns: set[tuple[str, int]] = set()
+
+    def annotations(self) -> Sequence[Annotation]:
+        return self.decoded if self.rows is None else self.rows.store(ANNOTATION_DEFECTS, _decode, _load)
+
+    def read_image(self, raw: dict, index: int, span: tuple[int, int] | None) -> None:
+        table = self.table
+        image_id = _require(raw, "id", int, table, f"map index {index}")
+        where = f"image {image_id}"
+        split = raw.get("split") or ""
+        if not isinstance(split, str):
+            raise FormatError(f"'split' must be str, found {type(split).__name__}", path=table, record=where)
+        image = ImageRecord(image_id, _require(raw, "file_name", str, table, where),
+                            _require(raw, "width", int, table, where),
+                            _require(raw, "height", int, table, where),
+                            split=split, attributes={k: v for k, v in raw.items() if k not in _MAP_KEYS})
+        if self.images_root is not None:
+            image.path = self.images_root / image.file_name
+        map_name = _require(raw, "map", str, table, where)
+        encoding = raw.get("encoding", "gray16")
+        if encoding not in _ENCODINGS:
+            raise FormatError(f"'encoding' must be one of {', '.join(_ENCODINGS)}, found {encoding!r}",
+                              path=table, record=where)
+        self.dataset.images.append(image)
+
+        def flag(code, message, annotation_id=None, severity="error", **details):
+            self.dataset.findings.append(Finding(code, severity, message, split, image_id, annotation_id,
+                                                 str(table), details))
+
+        if (split, image_id) in self.seen_images:
+            image.defect = "image-id-duplicate"
+            flag("image-id-duplicate", f"image id {image_id} is used again by {image.file_name!r}")
+        self.seen_images.add((split, image_id))
+        instances = _require(raw, "instances", list, table, where)
+        codes, owner = self._instances(instances, image_id, split, flag)  # owner: value -> first position
+        values, failure = (None, None) if image.defect else self._map(image, map_name, encoding, flag)
+        if failure:
+            for position in owner.values():
+                codes[position] = codes[position] or failure
+        elif values is not None:
+            found, counts = value_counts(values)
+            present = dict(zip(found.tolist(), counts.tolist()))
+            for value in sorted(set(present) - set(owner) - {0}):
+                flag("instance-value-unlisted", f"value {value} ({present[value]} px) in {map_name} is not "
+                     "in the table", value=value, pixels=present[value], map=map_name)
+            for value, position in owner.items():
+                if value not in present:
+                    codes[position] = codes[position] or "mask-empty"
+                    flag("mask-empty", f"value {value} is listed but absent from {map_name}",
+                         instances[position]["id"], value=value)
+        masked = [values is not None and owner.get(inst["value"]) == at for at, inst in enumerate(instances)]
+        defects = [-1 if code is None else ANNOTATION_DEFECTS.index(code) for code in codes]
+        if self.rows is not None:
+            self.rows.add(_source(table, span, len(instances), values is not None), split,
+                          [inst["id"] for inst in instances], image_id=image_id,
+                          category_id=[inst["category_id"] for inst in instances],
+                          iscrowd=[inst.get("iscrowd", 0) for inst in instances], height=image.height,
+                          width=image.width, defect=defects, mask_ok=masked)
+            return
+        masks = _cut(values, instances) if values is not None else [None] * len(instances)
+        self.decoded += [_decode((image_id, inst, mask), split, image.height, image.width, code, ok)
+                         for inst, mask, code, ok in zip(instances, masks, codes, masked)]
+
+    def _instances(self, instances: list, image_id: int, split: str, flag) -> tuple[list, dict[int, int]]:
+        """Check each instance: the first finding code of each (or None), and value -> first position."""
+        table, where = self.table, f"image {image_id}"
+        codes: list[str | None] = []
+        owner: dict[int, int] = {}
+        for position, inst in enumerate(instances):
+            if not isinstance(inst, dict):
+                raise FormatError(f"expected an object, found {type(inst).__name__}", path=table,
+                                  record=f"instance index {position} ({where})")
+            ann_id = _require(inst, "id", int, table, f"instance index {position} ({where})")
+            inst_where = f"instance {ann_id} ({where})"
+            value = _require(inst, "value", int, table, inst_where)
+            if inst.get("iscrowd", 0) not in (0, 1):
+                raise FormatError(f"'iscrowd' must be 0 or 1, found {inst['iscrowd']!r}", path=table,
+                                  record=inst_where)
+            category_id = _require(inst, "category_id", int, table, inst_where)
+            found = []
+            if (split, ann_id) in self.seen_anns:
+                found.append(("annotation-id-duplicate", f"annotation id {ann_id} is used again", {}))
+            self.seen_anns.add((split, ann_id))
+            if category_id not in self.dataset.categories:
+                found.append(("category-unknown", f"category {category_id} is not in 'categories'", {}))
+            if value in owner or value <= 0:
+                found.append(("instance-value-invalid", f"value {value} is " + (
+                    "0 (no instance)" if value <= 0 else f"already instance {instances[owner[value]]['id']}"),
+                    {"value": value}))
+            else:
+                owner[value] = position
+            for code, message, details in found:
+                flag(code, message, ann_id, **details)
+            codes.append(found[0][0] if found else None)
+        return codes, owner
+
+    def _map(self, image: ImageRecord, map_name: str, encoding: str,
+             flag) -> tuple[np.ndarray | None, str | None]:
+        """The image's map; or None and why (a finding, and for a missing map the image's defect)."""
+        try:
+            values = _read_map(self.table.parent / map_name, encoding)
+        except (FormatError, ReadError) as err:
+            image.defect = "instance-map-missing"
+            flag("instance-map-missing", f"instance map cannot be read: {err.message}", map=map_name)
+            return None, "instance-map-missing"
+        if values.shape != (image.height, image.width):
+            height, width = values.shape
+            flag("instance-map-size-mismatch", f"map {map_name} is {width}×{height} (width×height) but the "
+                 f"image is {image.width}×{image.height}", map=map_name, map_size=[width, height],
+                 image_size=[image.width, image.height])
+            return None, "instance-map-size-mismatch"
+        return values, None
+
+
+def _read_map(path: Path, encoding: str) -> np.ndarray:
+    return rgb_to_ids(read_rgb_png(path)) if encoding == "rgb24" else read_label_png(path)
+
+
+def _cut(values: np.ndarray, instances: list[dict]) -> list[Mask | None]:
+    """Each instance's mask; None for a value 0 or less, or one an earlier instance has."""
+    seen: set[int] = set()
+    valid = []
+    for inst in instances:
+        value = inst["value"]
+        valid.append(None if value <= 0 or value in seen else value)
+        seen.add(value)
+    masks = masks_by_value(values, wanted={v for v in valid if v is not None})
+    return [None if value is None else masks[value] for value in valid]
+
+
+def _source(table: Path, span: tuple[int, int], count: int, cut: bool) -> str:
+    """What :func:`_load` needs to give an image's annotations again: its entry's bytes in the table, how
+    many instances it held, and whether its map is cut (it is not when unreadable or of another size)."""
+    return orjson.dumps([str(table), *span, count, cut]).decode()
+
+
+def _load(source: str) -> list[tuple[int, dict, Mask | None]]:
+    """An image's instances as ``(image id, table record, mask)``, in table order: one decode of its map.
+
+    Raises
+    ------
+    FormatError, ReadError
+        The table or the map cannot be read, or the table changed since the dataset was read.
+    """
+    table, start, stop, count, cut = orjson.loads(source)
     try:
-        values = rgb_to_ids(read_rgb_png(map_path_)) if encoding == "rgb24" else read_label_png(map_path_)
-    except (FormatError, ReadError) as err:
-        image.defect = "instance-map-missing"
-        flag("instance-map-missing", f"instance map cannot be read: {err.message}", map=map_name)
-        for ann in anns.values():
-            ann.defect = ann.defect or "instance-map-missing"
-        return
-    if values.shape != (image.height, image.width):
-        height, width = values.shape
-        flag("instance-map-size-mismatch", f"map {map_name} is {width}×{height} (width×height) but the "
-             f"image is {image.width}×{image.height}", map=map_name, map_size=[width, height],
-             image_size=[image.width, image.height])
-        for ann in anns.values():
-            ann.defect = ann.defect or "instance-map-size-mismatch"
-        return
-    found, counts = np.unique(values, return_counts=True)
-    present = dict(zip(found.tolist(), counts.tolist()))
-    for value in sorted(set(present) - set(anns) - {0}):
-        flag("instance-value-unlisted", f"value {value} ({present[value]} px) in {map_name} is not in the "
-             "table", value=value, pixels=present[value], map=map_name)
-    masks = masks_by_value(values, wanted=set(anns))
-    for value, ann in anns.items():
-        ann.mask = masks[value]
-        if value not in present:
-            defect(ann, "mask-empty", f"value {value} is listed but absent from {map_name}", value=value)
+        [raw] = parse_items(table, np.array([start]), np.array([stop]))
+    except Unscannable:
+        raw = None
+    instances = raw.get("instances") if isinstance(raw, dict) else None
+    if not isinstance(instances, list) or len(instances) != count:
+        raise FormatError(f"the table changed since it was read: the map entry at bytes {start}–{stop} no "
+                          f"longer lists {count} instances", path=table)
+    masks = _cut(_read_map(Path(table).parent / raw["map"], raw.get("encoding", "gray16")), instances) \
+        if cut else [None] * count
+    return [(raw["id"], inst, mask) for inst, mask in zip(instances, masks)]
+
+
+def _decode(record: tuple[int, dict, Mask | None], split: str, height: int, width: int, defect: str | None,
+            mask_ok: bool) -> Annotation:
+    """One instance of the table; its mask only where the reader cut one."""
+    image_id, inst, mask = record
+    return Annotation(inst["id"], image_id, inst["category_id"], mask if mask_ok else None,
+                      bool(inst.get("iscrowd", 0)), None, split, defect,
+                      {k: v for k, v in inst.items() if k not in _INSTANCE_KEYS})
 
 
 def write(

@@ -15,10 +15,12 @@ from segdata import png
 from segdata.compose import ids_to_rgb
 from segdata.converters import coco, coco_panoptic, instance_png
 from segdata.errors import FormatError
+from segdata.jsonstream import Unscannable
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord
 from tests.cases import MASKS
 from tests.conftest import run_segdata
+from tests.converters.stored_checks import assert_equals_eager
 from tests.converters.test_coco_panoptic import non_overlapping
 
 
@@ -252,3 +254,83 @@ def test_cli_converts_to_instance_png(conformance_dir, tmp_path):
     assert "wrote 2 images and 2 annotations as instance-png" in done.stdout
     dataset = converters.read(tmp_path / "ip")
     assert dataset.source_format == "instance-png" and len(dataset.annotations) == 2
+
+
+# columns kept, masks cut again where an image is worked on ---------------------------------------------
+
+
+def _read_whole(root: Path, monkeypatch) -> Dataset:
+    """The table parsed whole and every map cut at read time, as the reader did before it kept columns."""
+    with monkeypatch.context() as patch:
+        patch.setattr(instance_png, "read_array_items", _unscannable)
+        return instance_png.read(root)
+
+
+def _unscannable(*args):
+    raise Unscannable("parse whole")
+
+
+def _assert_stored_equals_whole(root: Path, monkeypatch) -> Dataset:
+    stored, whole = instance_png.read(root), _read_whole(root, monkeypatch)
+    assert isinstance(whole.annotations, list)
+    assert_equals_eager(stored, whole.annotations)
+    assert [repr(i) for i in stored.images] == [repr(i) for i in whole.images]
+    assert stored.findings == whole.findings
+    return stored
+
+
+def test_the_sample_and_a_written_table_keep_columns_and_give_the_masks_cut_at_once(samples_dir, written,
+                                                                                   monkeypatch):
+    assert len(_assert_stored_equals_whole(samples_dir / "instance-png", monkeypatch).annotations) == 277
+    stored = _assert_stored_equals_whole(written[0], monkeypatch)
+    assert stored.splits == ["train", "val", "test"] and stored.findings == []
+
+
+@pytest.mark.parametrize(("source", "annotations"), [
+    pytest.param("cocodataset+cocoapi/PythonAPI/extra/samples/instances_val2017_1img-sample.json", 16,
+                 id="cocoapi-1img"),
+    pytest.param("openvinotoolkit+datumaro/tests/assets/coco_dataset/coco_instances", 2, id="datumaro"),
+])
+def test_conformance_sets_written_as_instance_png_read_the_same_from_columns(conformance_dir, tmp_path,
+                                                                           monkeypatch, source, annotations):
+    report = instance_png.write(converters.read(conformance_dir / source), tmp_path / "ip", workers=1)
+    stored = _assert_stored_equals_whole(tmp_path / "ip", monkeypatch)
+    assert len(stored.annotations) == report.annotations_written == annotations
+
+
+def test_every_wrong_record_reads_the_same_from_columns(written, tmp_path, monkeypatch):
+    root = _copy(written, tmp_path)
+    table = _table(root)
+    first, second, third, fourth = table["maps"][:4]
+    first["instances"][0].update(category_id=99)
+    first["instances"].append({**first["instances"][1], "id": 5000, "note": "kept"})  # value twice
+    first["instances"].append({"value": 0, "id": 5001, "category_id": 1})
+    first["instances"].append({"value": 999, "id": 5002, "category_id": 1, "iscrowd": 1})  # absent
+    second["instances"][2].update(id=second["instances"][1]["id"])
+    second["instances"].pop(0)  # its value is in the map, unlisted
+    third.update(map="train/nowhere.png")
+    fourth["width"] += 1
+    table["maps"].insert(0, {**table["maps"][-1], "split": ""})  # no split: read first
+    table["maps"].append({**second})  # the same image id again
+    _save_table(root, table)
+    stored = _assert_stored_equals_whole(root, monkeypatch)
+    assert [(f.code, f.image_id, f.annotation_id) for f in stored.findings] == [
+        ("category-unknown", 1, 1), ("instance-value-invalid", 1, 5000), ("instance-value-invalid", 1, 5001),
+        ("mask-empty", 1, 5002), ("annotation-id-duplicate", 2, second["instances"][0]["id"]),
+        ("instance-value-unlisted", 2, None), ("instance-map-missing", 3, None),
+        ("instance-map-size-mismatch", 4, None), ("image-id-duplicate", 2, None),
+        *[("annotation-id-duplicate", 2, inst["id"]) for inst in second["instances"]]]
+    assert stored.splits == ["", "train", "val", "test"]
+    masks = {a.id: a.mask for a in stored.annotations if a.split == "train" and a.image_id == first["id"]}
+    assert masks[5000] is None and masks[5001] is None and masks[5002].area == 0
+
+
+def test_a_table_changed_after_reading_is_an_error_naming_it(written, tmp_path):
+    root = _copy(written, tmp_path)
+    dataset = instance_png.read(root)
+    table = _table(root)
+    table["maps"][0]["instances"].pop()
+    _save_table(root, table)
+    with pytest.raises(FormatError, match=r"instances\.json: the table changed since it was read: the map "
+                                          r"entry at bytes \d+–\d+ no longer lists \d+ instances"):
+        list(dataset.annotations)
