@@ -9,7 +9,7 @@ and account for every pixel an instance lost with :func:`raster_changes`.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
 
@@ -119,12 +119,13 @@ class StoreRows:
         self.columns = {name: array("q") for name in COLUMNS}
 
     def add(self, source: str, split: str, ids: Sequence[int], **values: int | Sequence[int]) -> None:
-        """One source's annotations, in the order ``load(source)`` gives them back.
+        """One source's annotations (an image's).
 
         ``values`` are columns of :data:`segdata.stored.COLUMNS` (``image_id``,
         ``category_id``, ``height``, ``width``, …), each one value for all rows or
-        one per row; ``iscrowd`` defaults to False, ``defect`` to -1 (none) and
-        ``mask_ok`` to True.
+        one per row; ``start`` (the record's index in what ``load(source)``
+        gives) defaults to the row's place, ``iscrowd`` to False, ``defect`` to
+        -1 (none) and ``mask_ok`` to True.
         """
         if not ids:
             return
@@ -160,20 +161,49 @@ def masks_by_value(label_map: np.ndarray, skip: tuple[int, ...] = (),
     >>> masks[3].to_bitmap().astype(int).tolist(), masks_by_value(np.zeros((1, 2), np.uint8), wanted={9})[9].area
     ([[0, 1], [1, 0]], 0)
     """
-    height, width = label_map.shape
-    flat = label_map.ravel(order="F")  # COCO RLE runs down columns
-    order = np.argsort(flat, kind="stable")  # pixel indices grouped by value, ascending within each group
-    grouped = flat[order]
-    starts = np.flatnonzero(np.r_[grouped.size > 0, grouped[1:] != grouped[:-1]])  # sorted: no np.unique
-    counts = np.diff(np.r_[starts, grouped.size])
-    where = {v: (s, c) for v, s, c in zip(grouped[starts].tolist(), starts.tolist(), counts.tolist())}
-    masks = {}
-    for value in sorted(where if wanted is None else wanted):
-        if value in skip:
-            continue
-        start, count = where.get(value, (0, 0))
-        masks[value] = _mask_of_pixels(order[start:start + count], height, width)
-    return masks
+    cuts = ValueMasks(label_map)
+    at = {value: index for index, value in enumerate(cuts.values)}
+    return {value: cuts.mask(at.get(value)) for value in sorted(at if wanted is None else wanted)
+            if value not in skip}
+
+
+class ValueMasks(Sequence[tuple[int, Mask]]):
+    """A label map's ``(value, mask)`` pairs, one per distinct value in ascending order, each mask cut
+    when it is asked for: what the label-map readers' ``load`` gives, by the value's index.
+
+    Examples
+    --------
+    >>> cuts = ValueMasks(np.array([[0, 3], [3, 9]], np.uint8))
+    >>> len(cuts), cuts.values, cuts[1][0], cuts[1][1].area
+    (3, [0, 3, 9], 3, 2)
+    """
+
+    def __init__(self, label_map: np.ndarray, path: str | Path | None = None):
+        self.shape_hw, self.path = label_map.shape, path
+        flat = label_map.ravel(order="F")  # COCO RLE runs down columns
+        self._order = np.argsort(flat, kind="stable")  # pixels grouped by value, ascending within a group
+        grouped = flat[self._order]
+        starts = np.flatnonzero(np.r_[grouped.size > 0, grouped[1:] != grouped[:-1]])  # sorted: no np.unique
+        self.values: list[int] = grouped[starts].tolist()
+        self._bounds = np.r_[starts, grouped.size].tolist()
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def mask(self, index: int | None) -> Mask:
+        """The mask of the value at ``index`` (an empty mask for None)."""
+        if index is None:
+            return _mask_of_pixels(self._order[:0], *self.shape_hw)
+        return _mask_of_pixels(self._order[self._bounds[index]:self._bounds[index + 1]], *self.shape_hw)
+
+    def __iter__(self) -> Iterator[tuple[int, Mask]]:
+        return (self[index] for index in range(len(self)))
+
+    def __getitem__(self, index):
+        if not isinstance(index, int) or not 0 <= index < len(self):
+            raise FormatError(f"the label map changed since it was read: it now holds {len(self)} distinct "
+                              f"values, it held at least {index + 1}", path=self.path)
+        return self.values[index], self.mask(index)
 
 
 def mask_of_value(label_map: np.ndarray, value: int) -> Mask:

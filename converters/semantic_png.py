@@ -35,11 +35,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-import orjson
 
 from segdata import png
 from segdata.compose import ComposeSettings, compose_image, settings
-from segdata.converters._raster import (StoreRows, image_size, mask_of_value, masks_by_value, paintable,
+from segdata.converters._raster import (StoreRows, ValueMasks, image_size, mask_of_value, paintable,
                                        raster_changes, read_label_png, value_counts)
 from segdata.errors import FormatError, ReadError, UsageError
 from segdata.io import dumps_json, output_dir, read_json
@@ -230,43 +229,26 @@ def read(path: str | Path, *, classes: str | Path | None = None,
                                                                     if len(unknown) > _SHOWN_VALUES else "")
             flag("label-value-unknown", f"values {shown} have no class in the class table",
                  values=unknown, pixels=[pixels[v] for v in unknown])
-        ids = range(next_id, next_id + len(cut))
-        rows.add(_source(map_file, image_id, next_id, skip, len(cut)), split, ids, image_id=image_id,
-                 category_id=[table.values.get(v, v) for v in cut], height=values.shape[0],
+        index = {value: at for at, value in enumerate(pixels)}
+        rows.add(str(map_file), split, range(next_id, next_id + len(cut)), start=[index[v] for v in cut],
+                 image_id=image_id, category_id=[table.values.get(v, v) for v in cut], height=values.shape[0],
                  width=values.shape[1], defect=[-1 if v in table.values else 0 for v in cut])
         next_id += len(cut)
     dataset.annotations = rows.store(ANNOTATION_DEFECTS, _decode, _load)
     return dataset
 
 
-def _source(map_file: Path, image_id: int, first_id: int, skip: list[int], count: int) -> str:
-    """What :func:`_load` needs to give an image's annotations again (the PNG holds no ids): a JSON list."""
-    return orjson.dumps([str(map_file), image_id, first_id, skip, count]).decode()
+def _load(path: str) -> ValueMasks:
+    """A map's ``(value, mask)`` pairs by the value's index among the map's values, each mask cut when asked
+    for: one decode of the map gives an image's annotations again, where the image is worked on."""
+    return ValueMasks(read_label_png(path), path)
 
 
-def _load(source: str) -> list[tuple[int, int, int, Mask]]:
-    """An image's annotations as ``(image id, annotation id, value, mask)``, in the reader's order.
-
-    One decode of the map gives every mask; it runs where the image is worked on.
-
-    Raises
-    ------
-    FormatError, ReadError
-        The map cannot be read, or holds other values than when the dataset was read.
-    """
-    path, image_id, first_id, skip, count = orjson.loads(source)
-    masks = masks_by_value(read_label_png(path), skip=tuple(skip))
-    if len(masks) != count:
-        raise FormatError(f"the class map changed since it was read: it holds {len(masks)} values, "
-                          f"{count} when read", path=path, record=f"image {image_id}")
-    return [(image_id, first_id + at, value, mask) for at, (value, mask) in enumerate(masks.items())]
-
-
-def _decode(record: tuple[int, int, int, Mask], split: str, height: int, width: int, defect: str | None,
+def _decode(record: tuple[int, Mask], split: str, height: int, width: int, defect: str | None,
             mask_ok: bool) -> Annotation:
-    """One value's annotation; the store gives it its category (``category_id`` column)."""
-    image_id, ann_id, value, mask = record
-    return Annotation(ann_id, image_id, value, mask, split=split, defect=defect, attributes={"value": value})
+    """One value's annotation; ids and category come from the store's columns."""
+    value, mask = record
+    return Annotation(0, 0, 0, mask, split=split, defect=defect, attributes={"value": value})
 
 
 def write(

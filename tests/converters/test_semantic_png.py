@@ -227,6 +227,6 @@ def test_a_map_changed_after_reading_is_an_error_naming_it(conformance_dir, tmp_
     ds = semantic_png.read(folder)
     assert [len(anns) for _, anns in ds.iter_images()] == [1, 1, 1, 1, 1]
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(folder / "00001_gt.png")
-    with pytest.raises(FormatError, match=r"00001_gt.png: image 2: the class map changed since it was read: "
-                                          r"it holds 0 values, 1 when read"):
+    with pytest.raises(FormatError, match=r"00001_gt.png: the label map changed since it was read: it now "
+                                          r"holds 1 distinct values, it held at least 2"):
         list(ds.annotations)
