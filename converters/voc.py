@@ -19,6 +19,11 @@ from class maps).  Palette PNGs are read as indices; RGB colour-coded maps
 (Datumaro's test assets) are mapped back through the label map's colours.
 An image listed in no ``ImageSets/Segmentation`` list has split ``""``; an
 image in several lists keeps the first of train, val, test, others, trainval.
+Reading decodes every map once (for sizes, classes and findings) but keeps
+only columns (:mod:`segdata.stored`): an image's masks are cut again from the
+one PNG they come from (its object map, else its class map) where the image is
+worked on; the image's void region stays on its record.  The maps must stay
+unchanged while the dataset is in use.
 
 Writing loses what VOC cannot hold: overlaps are resolved by ``overlap`` and
 reported per annotation with their IoU, crowd regions become void
@@ -29,17 +34,18 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import orjson
 
 from segdata import png
 from segdata.compose import ComposeSettings, compose_image, settings
-from segdata.converters._raster import (image_size, masks_by_value, paintable,
-                                       raster_changes, read_label_png, read_rgb_png)
+from segdata.converters._raster import (StoreRows, ValueMasks, image_size, paintable, raster_changes,
+                                       read_label_png, read_rgb_png, value_counts)
 from segdata.errors import FormatError, ReadError, UsageError
 from segdata.io import output_dir
 from segdata.masks import Mask
@@ -61,6 +67,8 @@ _FILLER = re.compile(r"_unused_\d+")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".JPG", ".JPEG", ".PNG")
 _SPLIT_ORDER = {"train": 0, "val": 1, "test": 2, "trainval": 4}
 _DEFAULT_SPLIT = "default"  # Datumaro's name for "no split"
+#: Finding codes an annotation can carry (the stored ``defect`` column indexes them).
+ANNOTATION_DEFECTS = ("category-unknown", "class-map-missing", "instance-class-missing")
 
 
 def sniff(path: str | Path) -> bool:
@@ -81,6 +89,10 @@ def _voc_palette() -> np.ndarray:
         for channel in range(3):
             palette[:, channel] |= ((index >> (3 * bit + channel)) & 1) << (7 - bit)
     return palette.astype(np.uint8)
+
+
+#: VOC's palette as packed colour -> index: how an RGB object map's colours read as instance numbers.
+_PALETTE_INDEX = {(r << 16) | (g << 8) | b: index for index, (r, g, b) in enumerate(_voc_palette().tolist())}
 
 
 def _read_class_table(path: Path) -> tuple[dict[int, str], dict[int, tuple[int, int, int]], set[int]]:
@@ -155,26 +167,47 @@ def _find_image(folder: Path, stem: str) -> Path | None:
     return next((folder / (stem + s) for s in _IMAGE_SUFFIXES if (folder / (stem + s)).is_file()), None)
 
 
-def _read_map(path: Path, lookup: dict[int, int]) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-    """Indices of a label PNG; an RGB map goes through ``lookup`` (packed colour -> index).
-
-    Returns the map and the colours no index was found for (their pixels become 0).
-    """
+def _map_values(path: str | Path) -> tuple[np.ndarray, bool]:
+    """A label PNG's values; for an RGB map, its packed colours (and True)."""
     try:
-        return read_label_png(path), []
+        return read_label_png(path), False
     except FormatError as error:
         if "single-channel" not in error.message:
             raise
     rgb = read_rgb_png(path).astype(np.uint32)
-    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    colours, inverse = np.unique(packed, return_inverse=True)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2], True
+
+
+def _read_map(path: Path, lookup: dict[int, int]
+              ) -> tuple[np.ndarray, list[tuple[int, int, int]], dict[int, int]]:
+    """Indices of a label PNG; an RGB map goes through ``lookup`` (packed colour -> index).
+
+    Returns the map, the colours no index was found for (their pixels become
+    0), and each index's place among the PNG's distinct values (or colours):
+    where :func:`_load` finds its mask again.
+    """
+    values, rgb = _map_values(path)
+    if not rgb:
+        return values, [], {value: at for at, value in enumerate(value_counts(values)[0].tolist())}
+    colours, inverse = np.unique(values, return_inverse=True)
     indices = np.array([lookup.get(int(c), -1) for c in colours], np.int64)
     unknown = [(int(c) >> 16, (int(c) >> 8) & 255, int(c) & 255) for c, i in zip(colours, indices) if i < 0]
-    return np.where(indices < 0, 0, indices)[inverse.reshape(packed.shape)].astype(np.uint8), unknown
+    places = {index: at for at, index in enumerate(indices.tolist()) if index >= 0}
+    return np.where(indices < 0, 0, indices)[inverse.reshape(values.shape)].astype(np.uint8), unknown, places
 
 
 def _pack(rgb) -> int:
     return (int(rgb[0]) << 16) | (int(rgb[1]) << 8) | int(rgb[2])
+
+
+def _class_lookup(colors: dict[int, tuple[int, int, int]], void_indices: set[int]) -> dict[int, int]:
+    """Packed colour -> class index of an RGB class map: the table's colours, void ones (and VOC's own
+    void colour, and white) to 255."""
+    lookup = {_pack(c): i for i, c in colors.items()}
+    lookup.update({_pack(c): _VOID for i, c in colors.items() if i in void_indices})
+    lookup.setdefault(_pack(_VOID_COLOR), _VOID)
+    lookup.setdefault(_pack((255, 255, 255)), _VOID)
+    return lookup
 
 
 def read(path: str | Path, *, classes: str | Path | None = None,
@@ -210,12 +243,7 @@ def read(path: str | Path, *, classes: str | Path | None = None,
     dataset = Dataset({i: Category(i, n, color=colors.get(i)) for i, n in sorted(names.items())
                        if i not in (_BACKGROUND, _VOID) and not _FILLER.fullmatch(n)},
                       [], [], source_format="voc", meta={"": {"classes": table_source}})
-    palette = _voc_palette()
-    class_lookup = {_pack(c): i for i, c in colors.items()}
-    class_lookup.update({_pack(c): _VOID for i, c in colors.items() if i in void_indices})
-    class_lookup.setdefault(_pack(_VOID_COLOR), _VOID)
-    class_lookup.setdefault(_pack((255, 255, 255)), _VOID)
-    object_lookup = {_pack(palette[i]): i for i in range(256)}
+    class_lookup, object_lookup = _class_lookup(colors, void_indices), _PALETTE_INDEX
     class_maps, object_maps = _stems(root / "SegmentationClass"), _stems(root / "SegmentationObject")
     splits = _split_lists(root)
     images_dir = Path(images_root) if images_root else root / "JPEGImages"
@@ -224,7 +252,38 @@ def read(path: str | Path, *, classes: str | Path | None = None,
     for image_id, stem in enumerate(stems, start=1):
         context.read_image(image_id, stem, splits.get(stem, ""), class_maps.get(stem), object_maps.get(stem),
                            _find_image(images_dir, stem))
+    dataset.annotations = context.rows.store(ANNOTATION_DEFECTS, _decode, _load)
     return dataset
+
+
+class _Records(Sequence[tuple[str, "int | None", Mask]]):
+    """A map's ``(kind, value, mask)`` records by the value's place among the PNG's values (or colours),
+    each mask cut when asked for; an RGB object map's colour is read back as its palette index."""
+
+    def __init__(self, path: str, kind: str):
+        values, self.rgb = _map_values(path)
+        self.kind, self.cuts = kind, ValueMasks(values, path)
+
+    def __len__(self) -> int:
+        return len(self.cuts)
+
+    def __getitem__(self, at):
+        value, mask = self.cuts[at]
+        return self.kind, _PALETTE_INDEX.get(value) if self.rgb else value, mask
+
+
+def _load(source: str) -> _Records:
+    """An image's records again, from the one map its annotations were cut from (``[path, kind]``)."""
+    return _Records(*orjson.loads(source))
+
+
+def _decode(record: tuple[str, int | None, Mask], split: str, height: int, width: int, defect: str | None,
+            mask_ok: bool) -> Annotation:
+    """One value's annotation; ids and category come from the store's columns."""
+    kind, value, mask = record
+    instance = kind == "object" and defect not in ("class-map-missing", "instance-class-missing")
+    return Annotation(0, 0, 0, mask, split=split, defect=defect,
+                      attributes={"instance": value} if instance else {})
 
 
 class _Reader:
@@ -235,6 +294,8 @@ class _Reader:
         self.dataset, self.class_lookup, self.object_lookup = dataset, class_lookup, object_lookup
         self.void_indices = sorted(void_indices)
         self.next_id = 1
+        self.rows = StoreRows()
+        self.pending: list[tuple[int, int, int, int]] = []  # (id, category, defect, value) of one image
 
     def flag(self, code, message, image, path, annotation_id=None, severity="error", **details):
         self.dataset.findings.append(Finding(code, severity, message, image.split, image.id, annotation_id,
@@ -253,7 +314,7 @@ class _Reader:
             if map_path_ is None:
                 continue
             try:
-                values, unknown = _read_map(map_path_, lookup)
+                values, unknown, places = _read_map(map_path_, lookup)
             except (FormatError, ReadError) as error:
                 self.flag("label-map-unreadable", error.message, image, map_path_)
                 image.defect = image.defect or "label-map-unreadable"
@@ -261,7 +322,7 @@ class _Reader:
             if unknown:
                 self.flag("label-colour-unknown", f"{kind} map colours {unknown[:8]} are in no class table; "
                           "their pixels were read as background", image, map_path_, colours=unknown)
-            maps[kind] = (values, map_path_)
+            maps[kind] = (values, map_path_, places)
         self._set_size(image, maps, image_path)
         if not maps:
             if image.defect is None:
@@ -282,14 +343,23 @@ class _Reader:
                 void |= values == _VOID
         if void.any():
             image.void = Mask.from_bitmap(void)
+        kind = "class" if object_map is None else "object"
         if object_map is None:
-            for value, mask in masks_by_value(class_map, skip=(_BACKGROUND, _VOID)).items():
-                self._annotation(image, value, mask, maps["class"][1])
+            found, counts = value_counts(class_map)
+            for value, count in zip(found.tolist(), counts.tolist()):
+                if value not in (_BACKGROUND, _VOID):
+                    self._annotation(image, value, count, maps["class"][1], value)
         else:
             self._instances(image, class_map, object_map, maps)
+        values, path, places = maps[kind]
+        rows = self.pending
+        self.rows.add(orjson.dumps([str(path), kind]).decode(), image.split, [r[0] for r in rows],
+                      start=[places[r[3]] for r in rows], image_id=image.id, category_id=[r[1] for r in rows],
+                      defect=[r[2] for r in rows], height=values.shape[0], width=values.shape[1])
+        self.pending = []
 
     def _set_size(self, image: ImageRecord, maps: dict, image_path: Path | None) -> None:
-        shapes = {kind: values.shape for kind, (values, _p) in maps.items()}
+        shapes = {kind: values.shape for kind, (values, _p, _places) in maps.items()}
         if len(set(shapes.values())) > 1:
             self.flag("label-map-size-mismatch", f"class map is {shapes['class'][1]}×{shapes['class'][0]} but "
                       f"object map is {shapes['object'][1]}×{shapes['object'][0]} (width×height)",
@@ -311,16 +381,18 @@ class _Reader:
             image.defect = image.defect or "label-map-size-mismatch"
         image.width, image.height = width, height
 
-    def _annotation(self, image: ImageRecord, category_id: int, mask: Mask, path: Path,
-                    defect: str | None = None) -> Annotation:
-        ann = Annotation(self.next_id, image.id, category_id, mask, split=image.split, defect=defect)
+    def _annotation(self, image: ImageRecord, category_id: int, pixels: int, path: Path, value: int,
+                    defect: str | None = None) -> int:
+        """One annotation, the region of ``value`` in the map at ``path``: its id (kept until the image's
+        annotations are stored)."""
+        ann_id = self.next_id
         self.next_id += 1
         if defect is None and category_id not in self.dataset.categories:
-            ann.defect = "category-unknown"
-            self.flag("label-value-unknown", f"class value {category_id} ({mask.area} px) has no class in the "
-                      "class table", image, path, ann.id, value=category_id, pixels=mask.area)
-        self.dataset.annotations.append(ann)
-        return ann
+            defect = "category-unknown"
+            self.flag("label-value-unknown", f"class value {category_id} ({pixels} px) has no class in the "
+                      "class table", image, path, ann_id, value=category_id, pixels=pixels)
+        self.pending.append((ann_id, category_id, ANNOTATION_DEFECTS.index(defect) if defect else -1, value))
+        return ann_id
 
     def _instances(self, image: ImageRecord, class_map, object_map, maps: dict) -> None:
         object_path = maps["object"][1]
@@ -334,24 +406,27 @@ class _Reader:
                 self.flag("class-pixels-without-instance", f"{int(counts[stray].sum())} px of classes "
                           f"{sorted(int(c) for c in pairs[stray] & 0xFFFF)} belong to no instance", image,
                           object_path, severity="warning")
-        for value, mask in masks_by_value(object_map, skip=(_BACKGROUND, _VOID)).items():
+        found, areas = value_counts(object_map)
+        for value, area in zip(found.tolist(), areas.tolist()):
+            if value in (_BACKGROUND, _VOID):
+                continue
             if class_map is None:
-                self._annotation(image, 0, mask, object_path, defect="class-map-missing")
+                self._annotation(image, 0, area, object_path, value, defect="class-map-missing")
                 continue
             mine = (pairs >> 16) == value
             classes = {int(c): int(n) for c, n in zip(pairs[mine] & 0xFFFF, counts[mine])}
             labelled = {c: n for c, n in classes.items() if c not in (_BACKGROUND, _VOID)}
             if not labelled:
-                ann = self._annotation(image, 0, mask, object_path, defect="instance-class-missing")
+                ann_id = self._annotation(image, 0, area, object_path, value,
+                                          defect="instance-class-missing")
                 self.flag("instance-class-missing", f"instance {value} has no class pixel in "
-                          f"SegmentationClass (found {classes})", image, object_path, ann.id, instance=value)
+                          f"SegmentationClass (found {classes})", image, object_path, ann_id, instance=value)
                 continue
             category = max(labelled, key=lambda c: (labelled[c], -c))
-            ann = self._annotation(image, category, mask, object_path)
-            ann.attributes["instance"] = value
+            ann_id = self._annotation(image, category, area, object_path, value)
             if len(classes) > 1:
                 self.flag("instance-class-mixed", f"instance {value} covers class pixels {classes} "
-                          f"(pixels by class); read as class {category}", image, object_path, ann.id,
+                          f"(pixels by class); read as class {category}", image, object_path, ann_id,
                           severity="warning", instance=value, classes=classes)
 
 

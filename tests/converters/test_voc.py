@@ -12,10 +12,12 @@ from PIL import Image
 
 from segdata import converters
 from segdata.converters import voc
+from segdata.converters._raster import masks_by_value
 from segdata.errors import FormatError, UsageError
 from segdata.masks import Mask
-from segdata.model import Annotation, Category, Dataset, ImageRecord
+from segdata.model import Annotation, Category, Dataset, ImageRecord, annotation_values
 from tests.conftest import run_segdata
+from tests.converters.stored_checks import assert_equals_eager
 
 DATUMARO = "openvinotoolkit+datumaro/tests/assets"
 LABELME = "wkentaro+labelme/examples"
@@ -298,3 +300,72 @@ def test_rgb_class_map_colour_in_no_table_is_label_colour_unknown(samples_dir, t
     assert [(f.split, f.image_id) for f in found] == [("train", _image_id(dataset, "scene_0001"))]
     assert found[0].path.endswith("SegmentationClass/scene_0001.png")
     assert "class map colours [(1, 2, 3)] are in no class table" in found[0].message
+
+
+# columns kept, masks cut again where an image is worked on ---------------------------------------------
+
+
+def _eager(ds: Dataset, root: Path) -> list[Annotation]:
+    """Each image's masks cut at once from the map its annotations come from (its object map when it has
+    one), as the reader did before it kept columns; ids, categories and defects as the read judged them."""
+    (_names, colors, void), _source = voc._class_table(root, None)
+    judged = iter(zip(*(annotation_values(ds.annotations, name).tolist()
+                        for name in ("id", "image_id", "category_id", "defect"))))
+    expected = []
+    for image, anns in ds.iter_images():
+        if not len(anns):
+            continue
+        stem = voc._stem(image)
+        object_path = root / "SegmentationObject" / f"{stem}.png"
+        if object_path.is_file():
+            values, _unknown, _places = voc._read_map(object_path, voc._PALETTE_INDEX)
+        else:
+            values, _unknown, _places = voc._read_map(root / "SegmentationClass" / f"{stem}.png",
+                                                      voc._class_lookup(colors, void))
+        for value, mask in masks_by_value(values, skip=(0, 255, *void)).items():
+            ann_id, image_id, category_id, defect = next(judged)
+            instance = object_path.is_file() and defect not in ("class-map-missing", "instance-class-missing")
+            expected.append(Annotation(ann_id, image_id, category_id, mask, split=image.split, defect=defect,
+                                       attributes={"instance": value} if instance else {}))
+    assert next(judged, None) is None
+    return expected
+
+
+@pytest.mark.parametrize("folder", [
+    pytest.param(f"{DATUMARO}/voc_dataset/voc_dataset1", id="datumaro-rgb"),
+    pytest.param(f"{LABELME}/instance_segmentation/data_dataset_voc", id="labelme-instances"),
+    pytest.param(f"{LABELME}/semantic_segmentation/data_dataset_voc", id="labelme-classes"),
+])
+def test_a_read_keeps_columns_and_gives_the_masks_cut_at_once(conformance_dir, folder):
+    ds = voc.read(conformance_dir / folder)
+    assert_equals_eager(ds, _eager(ds, conformance_dir / folder))
+
+
+def test_every_kind_of_image_reads_the_same_from_columns(samples_dir, tmp_path):
+    folder = _sample(samples_dir, tmp_path)
+    assert_equals_eager(voc.read(folder), _eager(voc.read(folder), folder))
+    (folder / "SegmentationClass/scene_0001.png").unlink()  # class-map-missing
+    (folder / "SegmentationObject/scene_0002.png").unlink()  # one annotation per class
+    objects = pixels(folder / "SegmentationObject/scene_0003.png")
+    classes = pixels(folder / "SegmentationClass/scene_0003.png").copy()
+    classes[objects == 1] = 0  # instance-class-missing
+    classes[objects == 2] = 200  # a class no table names
+    _save_p(classes, folder / "SegmentationClass/scene_0003.png")
+    for kind in ("SegmentationClass", "SegmentationObject"):  # colour-coded, as Datumaro writes them
+        with Image.open(folder / kind / "scene_0004.png") as image:
+            image.convert("RGB").save(folder / kind / "scene_0004.png")
+    ds = voc.read(folder)
+    assert [f.code for f in ds.findings if f.severity == "error"] == [
+        "class-map-missing", "instance-class-missing", "label-value-unknown"]
+    expected = _eager(ds, folder)
+    assert_equals_eager(ds, expected)
+    assert {a.attributes.get("instance") for a in expected if a.image_id == _image_id(ds, "scene_0004")} \
+        == {1, 2, 3, 4, 5, 6, 7}
+
+
+def test_a_map_changed_after_reading_is_an_error_naming_it(samples_dir, tmp_path):
+    folder = _sample(samples_dir, tmp_path)
+    dataset = voc.read(folder)
+    _save_p(np.zeros((4, 4), np.uint8), folder / "SegmentationObject/scene_0001.png")
+    with pytest.raises(FormatError, match=r"scene_0001.png: the label map changed since it was read"):
+        list(dataset.annotations)
