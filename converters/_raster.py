@@ -116,31 +116,37 @@ class StoreRows:
     def __init__(self) -> None:
         self.sources: list[str] = []
         self.splits: dict[str, int] = {}
+        self.defects: dict[str, int] = {}
         self.columns = {name: array("q") for name in COLUMNS}
 
-    def add(self, source: str, split: str, ids: Sequence[int], **values: int | Sequence[int]) -> None:
+    def add(self, source: str, split: str, ids: Sequence[int],
+            defect: str | None | Sequence[str | None] = None, **values: int | Sequence[int]) -> None:
         """One source's annotations (an image's).
 
+        ``defect`` is each row's finding code (or None), or one for all rows.
         ``values`` are columns of :data:`segdata.stored.COLUMNS` (``image_id``,
         ``category_id``, ``height``, ``width``, …), each one value for all rows or
         one per row; ``start`` (the record's index in what ``load(source)``
-        gives) defaults to the row's place, ``iscrowd`` to False, ``defect`` to
-        -1 (none) and ``mask_ok`` to True.
+        gives) defaults to the row's place, ``iscrowd`` to False and ``mask_ok``
+        to True.
         """
         if not ids:
             return
         n = len(ids)
+        codes = [defect] * n if defect is None or isinstance(defect, str) else defect
         row = {"file": len(self.sources), "split": self.splits.setdefault(split, len(self.splits)),
-               "start": range(n), "stop": 0, "id": ids, "iscrowd": 0, "defect": -1, "mask_ok": 1,
-               "face": _BITMAP, **values}
+               "start": range(n), "stop": 0, "id": ids, "iscrowd": 0, "mask_ok": 1, "face": _BITMAP,
+               "defect": [-1 if code is None else self.defects.setdefault(code, len(self.defects))
+                          for code in codes], **values}
         self.sources.append(source)
         for name, value in row.items():
             one = isinstance(value, (int, np.integer))
             self.columns[name].extend(repeat(int(value), n) if one else value)
 
-    def store(self, defects: Sequence[str], decode: Decoder, load: Loader) -> StoredAnnotations:
-        """The rows as a store; ``defects`` are the codes the ``defect`` column indexes."""
-        return StoredAnnotations(self.sources, list(self.splits), defects, decode,
+    def store(self, decode: Decoder, load: Loader) -> StoredAnnotations:
+        """The rows as a store: ``load(source)`` gives an image's records again, ``decode`` makes each one
+        an annotation."""
+        return StoredAnnotations(self.sources, list(self.splits), list(self.defects), decode,
                                  {name: np.array(values, np.int64) for name, values in self.columns.items()},
                                  load=load)
 

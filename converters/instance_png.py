@@ -75,9 +75,6 @@ _MAP_KEYS = {"id", "file_name", "width", "height", "split", "map", "encoding", "
 _INSTANCE_KEYS = {"value", "id", "category_id", "iscrowd"}
 _MAX_GRAY = 65535
 _ENTRIES_PER_PARSE = 1024
-#: Finding codes an annotation can carry (the stored ``defect`` column indexes them).
-ANNOTATION_DEFECTS = ("annotation-id-duplicate", "category-unknown", "instance-value-invalid",
-                      "instance-map-missing", "instance-map-size-mismatch", "mask-empty")
 
 
 def _table(path: Path) -> Path:
@@ -226,7 +223,7 @@ class _Reader:
         self.seen_anns: set[tuple[str, int]] = set()
 
     def annotations(self) -> Sequence[Annotation]:
-        return self.decoded if self.rows is None else self.rows.store(ANNOTATION_DEFECTS, _decode, _load)
+        return self.decoded if self.rows is None else self.rows.store(_decode, _load)
 
     def read_image(self, raw: dict, index: int, span: tuple[int, int] | None) -> None:
         table = self.table
@@ -274,13 +271,12 @@ class _Reader:
                     flag("mask-empty", f"value {value} is listed but absent from {map_name}",
                          instances[position]["id"], value=value)
         masked = [values is not None and owner.get(inst["value"]) == at for at, inst in enumerate(instances)]
-        defects = [-1 if code is None else ANNOTATION_DEFECTS.index(code) for code in codes]
         if self.rows is not None:
             self.rows.add(_source(table, span, len(instances), values is not None), split,
                           [inst["id"] for inst in instances], image_id=image_id,
                           category_id=[inst["category_id"] for inst in instances],
                           iscrowd=[inst.get("iscrowd", 0) for inst in instances], height=image.height,
-                          width=image.width, defect=defects, mask_ok=masked)
+                          width=image.width, defect=codes, mask_ok=masked)
             return
         masks = _cut(values, instances) if values is not None else [None] * len(instances)
         self.decoded += [_decode((image_id, inst, mask), split, image.height, image.width, code, ok)

@@ -54,8 +54,6 @@ _RESERVED = ("instance_ids", "panoptic")
 _BACKGROUND_NAMES = {"_background_", "background", "__background__"}
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".JPG", ".JPEG", ".PNG")
 _SHOWN_VALUES = 10
-#: Finding codes an annotation can carry (the stored ``defect`` column indexes them).
-ANNOTATION_DEFECTS = ("category-unknown",)
 
 
 def sniff(path: str | Path) -> bool:
@@ -230,11 +228,12 @@ def read(path: str | Path, *, classes: str | Path | None = None,
             flag("label-value-unknown", f"values {shown} have no class in the class table",
                  values=unknown, pixels=[pixels[v] for v in unknown])
         index = {value: at for at, value in enumerate(pixels)}
-        rows.add(str(map_file), split, range(next_id, next_id + len(cut)), start=[index[v] for v in cut],
+        codes = [None if v in table.values else "category-unknown" for v in cut]
+        rows.add(str(map_file), split, range(next_id, next_id + len(cut)), codes, start=[index[v] for v in cut],
                  image_id=image_id, category_id=[table.values.get(v, v) for v in cut], height=values.shape[0],
-                 width=values.shape[1], defect=[-1 if v in table.values else 0 for v in cut])
+                 width=values.shape[1])
         next_id += len(cut)
-    dataset.annotations = rows.store(ANNOTATION_DEFECTS, _decode, _load)
+    dataset.annotations = rows.store(_decode, _load)
     return dataset
 
 

@@ -67,8 +67,6 @@ _FILLER = re.compile(r"_unused_\d+")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".JPG", ".JPEG", ".PNG")
 _SPLIT_ORDER = {"train": 0, "val": 1, "test": 2, "trainval": 4}
 _DEFAULT_SPLIT = "default"  # Datumaro's name for "no split"
-#: Finding codes an annotation can carry (the stored ``defect`` column indexes them).
-ANNOTATION_DEFECTS = ("category-unknown", "class-map-missing", "instance-class-missing")
 
 
 def sniff(path: str | Path) -> bool:
@@ -252,7 +250,7 @@ def read(path: str | Path, *, classes: str | Path | None = None,
     for image_id, stem in enumerate(stems, start=1):
         context.read_image(image_id, stem, splits.get(stem, ""), class_maps.get(stem), object_maps.get(stem),
                            _find_image(images_dir, stem))
-    dataset.annotations = context.rows.store(ANNOTATION_DEFECTS, _decode, _load)
+    dataset.annotations = context.rows.store(_decode, _load)
     return dataset
 
 
@@ -295,7 +293,7 @@ class _Reader:
         self.void_indices = sorted(void_indices)
         self.next_id = 1
         self.rows = StoreRows()
-        self.pending: list[tuple[int, int, int, int]] = []  # (id, category, defect, value) of one image
+        self.pending: list[tuple[int, int, str | None, int]] = []  # (id, category, defect, value), one image
 
     def flag(self, code, message, image, path, annotation_id=None, severity="error", **details):
         self.dataset.findings.append(Finding(code, severity, message, image.split, image.id, annotation_id,
@@ -391,7 +389,7 @@ class _Reader:
             defect = "category-unknown"
             self.flag("label-value-unknown", f"class value {category_id} ({pixels} px) has no class in the "
                       "class table", image, path, ann_id, value=category_id, pixels=pixels)
-        self.pending.append((ann_id, category_id, ANNOTATION_DEFECTS.index(defect) if defect else -1, value))
+        self.pending.append((ann_id, category_id, defect, value))
         return ann_id
 
     def _instances(self, image: ImageRecord, class_map, object_map, maps: dict) -> None:
