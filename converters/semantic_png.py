@@ -229,8 +229,9 @@ def read(path: str | Path, *, classes: str | Path | None = None,
                  values=unknown, pixels=[pixels[v] for v in unknown])
         index = {value: at for at, value in enumerate(pixels)}
         codes = [None if v in table.values else "category-unknown" for v in cut]
-        rows.add(str(map_file), split, range(next_id, next_id + len(cut)), codes, start=[index[v] for v in cut],
-                 image_id=image_id, category_id=[table.values.get(v, v) for v in cut], height=values.shape[0],
+        rows.add(str(map_file), split, range(next_id, next_id + len(cut)), codes,
+                 start=[index[v] for v in cut], image_id=image_id,
+                 category_id=[table.values.get(v, v) for v in cut], height=values.shape[0],
                  width=values.shape[1])
         next_id += len(cut)
     dataset.annotations = rows.store(_decode, _load)
