@@ -39,7 +39,10 @@ each other (``label-size-mismatch``), ``instanceIds`` and ``labelIds`` naming
 different classes for a pixel (``cityscapes-label-mismatch``), a
 ``polygons.json`` whose ``imgHeight``/``imgWidth`` differ from the PNG
 (``polygons-size-mismatch``), an instance value of a class without instances
-(``cityscapes-stuff-instance``).
+(``cityscapes-stuff-instance``).  Reading decodes every label file once (for
+sizes, classes and findings) but keeps only columns (:mod:`segdata.stored`):
+an image's masks are decoded again from the one file its annotations come from
+where the image is worked on.  The files must stay unchanged meanwhile.
 
 Writing paints each image with :func:`segdata.compose.compose_image`
 (crowd regions painted under the instances, overlaps by the ``overlap``
@@ -62,15 +65,17 @@ from __future__ import annotations
 import re
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import orjson
 
 from segdata import png
 from segdata.compose import ComposeSettings, compose_image, settings
-from segdata.converters._raster import image_size, paintable, raster_changes, read_label_png
+from segdata.converters._raster import (StoreRows, image_size, paintable, raster_changes, read_label_png,
+                                       value_counts)
 from segdata.errors import FormatError, MaskError, UsageError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import Mask
@@ -190,6 +195,7 @@ class _Reader:
         self.things = {c.id for c in dataset.categories.values() if c.isthing}
         self.by_name = {c.name: c for c in dataset.categories.values()}
         self.polygon_images = 0
+        self.rows = StoreRows()
 
     def flag(self, code: str, message: str, image: ImageRecord, path: Path | None, annotation_id=None,
              severity: str = "error", **details) -> None:
@@ -255,18 +261,23 @@ class _Reader:
                           f"{polygons['imgWidth']} but {against[1]} is {against[0][0]}×{against[0][1]}",
                           image, polygons_path)
         if primary is not None:
-            annotations = self._from_map(primary, instance_ids is not None, image, primary_path, next_ann)
+            kind = "instanceIds" if instance_ids is not None else "labelIds"
+            rows = self._from_map(primary, kind == "instanceIds", image, primary_path, next_ann)
+            source, (height, width) = (primary_path, kind), primary.shape
         elif polygons is not None:
-            annotations = self._from_polygons(polygons, image, polygons_path, next_ann)
+            rows = self._from_polygons(polygons, image, polygons_path, next_ann)
+            source, (height, width) = (polygons_path, "polygons"), (image.height, image.width)
         else:
-            annotations = []
+            rows = []
             self.flag("cityscapes-no-labels", "no labelIds, instanceIds or polygons.json for this image "
                       f"(found only {', '.join(sorted(kinds))})", image, next(iter(kinds.values())),
                       severity="warning")
-        if defect:
-            for ann in annotations:
-                ann.defect = ann.defect or defect
-        self.dataset.annotations.extend(annotations)
+        if rows:
+            ids, starts, category_ids, crowd, codes, masked = zip(*rows)
+            where = [str(source[0]), source[1], [at for at, c in zip(starts, crowd) if c]]
+            self.rows.add(orjson.dumps(where).decode(), split, ids, [code or defect for code in codes],
+                          start=starts, image_id=image_id, category_id=category_ids, iscrowd=crowd,
+                          height=height, width=width, mask_ok=masked)
 
     def _compare(self, instance_ids: np.ndarray, label_ids: np.ndarray, image: ImageRecord,
                  instance_path: Path, label_path: Path) -> None:
@@ -286,39 +297,34 @@ class _Reader:
                       image, label_path, pixels=int(differ.sum()),
                       pairs=[[a, b, n] for (a, b), n in sorted(pairs.items())])
 
-    def _new(self, image: ImageRecord, category_id: int, mask: Mask | None, iscrowd: bool,
-             next_ann: list[int], **attributes) -> Annotation:
-        ann = Annotation(next_ann[0], image.id, category_id, mask, iscrowd, split=image.split,
-                         attributes=attributes)
-        next_ann[0] += 1
-        return ann
-
     def _from_map(self, values: np.ndarray, instances: bool, image: ImageRecord, path: Path,
-                  next_ann: list[int]) -> list[Annotation]:
-        annotations = []
-        for value in np.unique(values).tolist():
+                  next_ann: list[int]) -> list[list]:
+        """One row ``[id, start, category, crowd, defect, mask_ok]`` per value but 0; ``start`` is the
+        value's place among the map's values."""
+        rows = []
+        for start, value in enumerate(value_counts(values)[0].tolist()):
             if value == _UNLABELED:
                 continue
             cat_id, number, iscrowd = _decode_value(value, self.things) if instances else (value, None, False)
-            ann = self._new(image, cat_id, Mask.from_bitmap(values == value), iscrowd, next_ann,
-                            cityscapes_value=value)
-            if number is not None:
-                ann.attributes["instance_number"] = number
+            row = [next_ann[0], start, cat_id, iscrowd, None, True]
+            next_ann[0] += 1
             if cat_id not in self.dataset.categories:
-                ann.defect = "category-unknown"
+                row[4] = "category-unknown"
                 self.flag("category-unknown", f"value {value} is class {cat_id}, which is not in the label "
-                          "table", image, path, ann.id, value=value)
+                          "table", image, path, row[0], value=value)
             elif number is not None and cat_id not in self.things:
                 self.flag("cityscapes-stuff-instance", f"value {value} is instance {number} of class "
                           f"{cat_id} ({self.dataset.categories[cat_id].name}), a class without instances; "
-                          "kept as an instance", image, path, ann.id, severity="warning", value=value)
-            annotations.append(ann)
-        return annotations
+                          "kept as an instance", image, path, row[0], severity="warning", value=value)
+            rows.append(row)
+        return rows
 
     def _from_polygons(self, document: dict, image: ImageRecord, path: Path,
-                       next_ann: list[int]) -> list[Annotation]:
+                       next_ann: list[int]) -> list[list]:
+        """One row ``[id, start, category, crowd, defect, mask_ok]`` per object not deleted; ``start`` is
+        the object's index."""
         self.polygon_images += 1
-        annotations, deleted = [], 0
+        rows, deleted = [], 0
         for index, obj in enumerate(document["objects"]):
             if not isinstance(obj, dict) or not isinstance(obj.get("label"), str):
                 raise FormatError("an object must be a JSON object with a string 'label'", path=path,
@@ -331,28 +337,81 @@ class _Reader:
             if category is None and name.endswith("group") and name[:-5] in self.by_name \
                     and self.by_name[name[:-5]].isthing:
                 category, iscrowd = self.by_name[name[:-5]], True
-            ring = obj.get("polygon")
-            ann = self._new(image, category.id if category else -1, None, iscrowd, next_ann, label=name,
-                            source="polygons")
-            annotations.append(ann)
+            row = [next_ann[0], index, category.id if category else -1, iscrowd, None, False]
+            next_ann[0] += 1
+            rows.append(row)
             if category is None:
-                ann.defect = "category-unknown"
+                row[4] = "category-unknown"
                 self.flag("category-unknown", f"label {name!r} is not in the label table", image, path,
-                          ann.id, label=name)
+                          row[0], label=name)
                 continue
             try:
-                if not isinstance(ring, list) or not all(isinstance(p, list) and len(p) == 2 for p in ring):
-                    raise MaskError("'polygon' must be a list of [x, y] points", code="polygon-invalid")
-                ann.mask = Mask.from_polygons([[float(c) for point in ring for c in point]],
-                                              image.height, image.width)
+                _polygon_mask(obj, image.height, image.width)
+                row[5] = True
             except (MaskError, TypeError, ValueError) as err:
-                ann.defect = getattr(err, "code", "polygon-invalid")
-                self.flag(ann.defect, f"object {index} ({name}): {getattr(err, 'message', err)}", image, path,
-                          ann.id)
+                row[4] = getattr(err, "code", "polygon-invalid")
+                self.flag(row[4], f"object {index} ({name}): {getattr(err, 'message', err)}", image, path,
+                          row[0])
         if deleted:
             self.flag("cityscapes-deleted-objects", f"{deleted} object(s) marked 'deleted' left out", image,
                       path, severity="info", count=deleted)
-        return annotations
+        return rows
+
+
+def _polygon_mask(obj: dict, height: int, width: int) -> Mask:
+    """An object's ``polygon`` (``[[x, y], …]``) as a mask, by segdata's one polygon rule.
+
+    Raises
+    ------
+    MaskError, TypeError, ValueError
+        Not a list of points, or a polygon :meth:`segdata.masks.Mask.from_polygons` refuses.
+    """
+    ring = obj.get("polygon")
+    if not isinstance(ring, list) or not all(isinstance(p, list) and len(p) == 2 for p in ring):
+        raise MaskError("'polygon' must be a list of [x, y] points", code="polygon-invalid")
+    return Mask.from_polygons([[float(c) for point in ring for c in point]], height, width)
+
+
+class _Records(Sequence[tuple]):
+    """An image's records again, by their ``start``: ``(kind, value or object, crowd, mask or None)``; a
+    map's masks are cut when asked for, an object's polygon is rasterized by :func:`_decode`."""
+
+    def __init__(self, path: str, kind: str, crowd: list[int]):
+        self.kind, self.crowd = kind, set(crowd)
+        if kind == "polygons":
+            self.items = read_json(path)["objects"]
+        else:
+            self.values = read_label_png(path)
+            self.items = value_counts(self.values)[0].tolist()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, at):
+        item = self.items[at]
+        mask = None if self.kind == "polygons" else Mask.from_bitmap(self.values == item)
+        return self.kind, item, at in self.crowd, mask
+
+
+def _load(source: str) -> _Records:
+    """An image's records from the one file its annotations come from (``[path, kind, crowd starts]``)."""
+    return _Records(*orjson.loads(source))
+
+
+def _decode(record: tuple, split: str, height: int, width: int, defect: str | None,
+            mask_ok: bool) -> Annotation:
+    """One value's or object's annotation; ids and category come from the store's columns."""
+    kind, item, iscrowd, mask = record
+    if kind == "polygons":
+        ann = Annotation(0, 0, 0, None, iscrowd, split=split, defect=defect,
+                         attributes={"label": item["label"], "source": "polygons"})
+        if mask_ok:
+            ann.mask = _polygon_mask(item, height, width)
+        return ann
+    attributes = {"cityscapes_value": item}
+    if kind == "instanceIds" and item >= 1000:
+        attributes["instance_number"] = item % 1000
+    return Annotation(0, 0, 0, mask, iscrowd, split=split, defect=defect, attributes=attributes)
 
 
 def _check_polygons_document(document: object, path: Path) -> None:
@@ -416,6 +475,7 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
                     key=lambda p: (_SPLIT_ORDER.get(p.name, 3), p.name))
     for split_dir in splits:
         reader.read_split(split_dir)
+    dataset.annotations = reader.rows.store(_decode, _load)
     if reader.polygon_images:
         dataset.findings.append(Finding(
             "polygons-rasterized", "info", f"{reader.polygon_images} image(s) had only polygons.json; their "

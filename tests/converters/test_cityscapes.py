@@ -13,10 +13,12 @@ from PIL import Image
 
 from segdata import converters
 from segdata.converters import cityscapes, coco
-from segdata.errors import FormatError, UsageError
+from segdata.converters._raster import read_label_png
+from segdata.errors import FormatError, MaskError, UsageError
 from segdata.masks import Mask
-from segdata.model import Annotation, Category, Dataset, ImageRecord
+from segdata.model import Annotation, Category, Dataset, ImageRecord, annotation_values
 from tests.conftest import run_segdata
+from tests.converters.stored_checks import assert_equals_eager
 
 DATUMARO = "openvinotoolkit+datumaro/tests/assets/cityscapes_dataset"
 MMSEG = "open-mmlab+mmsegmentation/tests/data/pseudo_cityscapes_dataset"
@@ -349,3 +351,94 @@ def test_image_with_only_a_colour_png_is_cityscapes_no_labels(samples_dir, tmp_p
         ("test", image.id, "warning", f"{frame}_color.png")]
     assert "no labelIds, instanceIds or polygons.json for this image (found only color)" in found[0].message
     assert not [a for a in dataset.annotations if a.split == "test" and a.image_id == image.id]
+
+
+# ------------------------------------------------------------- columns kept, masks decoded where used
+
+
+def _eager(ds: Dataset, gt_dir: Path) -> list[Annotation]:
+    """Each image's annotations decoded at once from its first label file (instanceIds, labelIds,
+    polygons.json), as the reader did before it kept columns; ids, categories, crowd flags and defects as
+    the read judged them."""
+    judged = iter(zip(*(annotation_values(ds.annotations, name).tolist()
+                        for name in ("id", "image_id", "category_id", "iscrowd", "defect"))))
+    expected = []
+    for image, _anns in ds.iter_images():
+        folder = gt_dir / image.split / image.group
+        stem = cityscapes._stem(image)
+        items = []
+        for kind in ("instanceIds", "labelIds"):
+            if (folder / f"{stem}_gtFine_{kind}.png").is_file():
+                values = read_label_png(folder / f"{stem}_gtFine_{kind}.png")
+                items = [(Mask.from_bitmap(values == v), {"cityscapes_value": v, **(
+                    {"instance_number": v % 1000} if kind == "instanceIds" and v >= 1000 else {})})
+                    for v in np.unique(values).tolist() if v]
+                break
+        else:
+            if (folder / f"{stem}_gtFine_polygons.json").is_file():
+                objects = json.loads((folder / f"{stem}_gtFine_polygons.json").read_bytes())["objects"]
+                items = [(_rasterized(o, image), {"label": o["label"], "source": "polygons"})
+                         for o in objects if not o.get("deleted")]
+        for mask, attributes in items:
+            ann_id, image_id, category_id, iscrowd, defect = next(judged)
+            expected.append(Annotation(ann_id, image_id, category_id, mask if category_id != -1 else None,
+                                       iscrowd, split=image.split, defect=defect, attributes=attributes))
+    assert next(judged, None) is None
+    return expected
+
+
+def _rasterized(obj: dict, image: ImageRecord) -> Mask | None:
+    try:
+        return Mask.from_polygons([[float(c) for point in obj["polygon"] for c in point]], image.height,
+                                  image.width)
+    except (MaskError, TypeError, ValueError):
+        return None
+
+
+@pytest.mark.parametrize("relative", [f"{DATUMARO}/dataset", f"{DATUMARO}/train_dataset", MMSEG])
+def test_a_read_keeps_columns_and_gives_the_masks_decoded_at_once(conformance_dir, relative):
+    ds = cityscapes.read(conformance_dir / relative)
+    assert_equals_eager(ds, _eager(ds, conformance_dir / relative / "gtFine"))
+
+
+def test_the_sample_and_label_ids_alone_read_the_same_from_columns(samples_dir, mmseg_copy):
+    ds = cityscapes.read(samples_dir / "cityscapes")
+    assert_equals_eager(ds, _eager(ds, samples_dir / "cityscapes" / "gtFine"))
+    (mmseg_copy / f"{FRAME}_instanceIds.png").unlink()
+    ds = cityscapes.read(mmseg_copy)
+    assert_equals_eager(ds, _eager(ds, mmseg_copy / "gtFine"))
+
+
+def test_polygons_read_the_same_from_columns(tmp_path):
+    folder = tmp_path / "gtFine/train/bonn"
+    folder.mkdir(parents=True)
+    objects = [{"label": "road", "polygon": [[0, 0], [10, 0], [10, 4], [0, 4]]},
+               {"label": "person", "polygon": [[0, 0], [1, 0], [1, 1]], "deleted": 1},
+               {"label": "cargroup", "polygon": [[6, 1], [9, 1], [9, 3], [6, 3]]},
+               {"label": "flying saucer", "polygon": [[0, 0], [1, 0], [1, 1]]},
+               {"label": "car", "polygon": [[2, 1], [6, 1]]},
+               {"label": "car", "polygon": "nowhere"},
+               {"label": "car", "polygon": [[2, 1], [6, 1], [6, 3], [2, 3]], "note": "kept in the file"}]
+    for frame in ("000019", "000020"):
+        (folder / f"bonn_000000_{frame}_gtFine_polygons.json").write_text(
+            json.dumps({"imgHeight": 4, "imgWidth": 10, "objects": objects}))
+    photos = tmp_path / "leftImg8bit/train/bonn"
+    photos.mkdir(parents=True)
+    Image.new("RGB", (12, 6)).save(photos / "bonn_000000_000020_leftImg8bit.png")
+    ds = cityscapes.read(tmp_path)
+    expected = _eager(ds, tmp_path / "gtFine")
+    assert_equals_eager(ds, expected)
+    assert [(a.category_id, a.iscrowd, a.defect, a.mask.shape_hw if a.mask else None) for a in expected] == [
+        (7, False, None, (4, 10)), (26, True, None, (4, 10)), (-1, False, "category-unknown", None),
+        (26, False, "polygon-box-ambiguous", None), (26, False, "polygon-invalid", None),
+        (26, False, None, (4, 10)), (7, False, "polygons-size-mismatch", (6, 12)),
+        (26, True, "polygons-size-mismatch", (6, 12)), (-1, False, "category-unknown", None),
+        (26, False, "polygon-box-ambiguous", None), (26, False, "polygon-invalid", None),
+        (26, False, "polygons-size-mismatch", (6, 12))]
+
+
+def test_a_label_file_changed_after_reading_is_an_error_naming_it(mmseg_copy):
+    dataset = cityscapes.read(mmseg_copy)
+    (mmseg_copy / f"{FRAME}_instanceIds.png").write_bytes(b"")
+    with pytest.raises(FormatError, match=r"frankfurt_000000_000294_gtFine_instanceIds\.png: not an image"):
+        list(dataset.annotations)
