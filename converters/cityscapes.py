@@ -78,7 +78,7 @@ from segdata.converters._raster import (StoreRows, image_size, paintable, raster
                                        value_counts)
 from segdata.errors import FormatError, MaskError, UsageError
 from segdata.io import dumps_json, output_dir, read_json
-from segdata.masks import Mask
+from segdata.masks import FACES, Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
 
@@ -277,7 +277,8 @@ class _Reader:
             where = [str(source[0]), source[1], [at for at, c in zip(starts, crowd) if c]]
             self.rows.add(orjson.dumps(where).decode(), split, ids, [code or defect for code in codes],
                           start=starts, image_id=image_id, category_id=category_ids, iscrowd=crowd,
-                          height=height, width=width, mask_ok=masked)
+                          height=height, width=width, mask_ok=masked,
+                          face=FACES.index("polygon" if source[1] == "polygons" else "bitmap"))
 
     def _compare(self, instance_ids: np.ndarray, label_ids: np.ndarray, image: ImageRecord,
                  instance_path: Path, label_path: Path) -> None:
