@@ -19,7 +19,7 @@ the whole file, so malformed input gets the same precise error as before.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -223,33 +223,3 @@ def _split(handle: BinaryIO, keys: tuple[str, ...]) -> tuple[dict[str, Any], dic
     except orjson.JSONDecodeError as err:
         raise Unscannable(str(err)) from err
     return head, {key: (starts, closing) for key, (_, starts, closing) in arrays.items()}
-
-
-class RawObject(Mapping[str, Any]):
-    """A JSON object kept as its bytes and parsed on each read.
-
-    The source fields segdata passes through (a COCO image's URLs, date,
-    licence) cost ~450 bytes an image as a dict of strings and ~200 as
-    bytes: 30 MB over COCO train.  Only for values orjson wrote back as it
-    read them (what :func:`parse_items` parsed).
-    """
-
-    __slots__ = ("_raw",)
-
-    def __init__(self, fields: Mapping[str, Any]):
-        self._raw = bytes(memoryview(orjson.dumps(fields)))  # a copy: orjson's own bytes keep a 4 KB buffer
-
-    def _parsed(self) -> dict[str, Any]:
-        return orjson.loads(self._raw)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._parsed()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._parsed())
-
-    def __len__(self) -> int:
-        return len(self._parsed())
-
-    def __repr__(self) -> str:
-        return repr(self._parsed())

@@ -29,14 +29,18 @@ _NUMBERS = ("id", "width", "height", "split", "defect", "folder", "file", "start
 class SourceFields(Mapping[str, Any]):
     """An image's fields that segdata does not interpret, read from its span of ``file`` on each use."""
 
-    __slots__ = ("file", "start", "stop", "skip")
+    __slots__ = ("file", "start", "stop", "skip", "_fields")
 
     def __init__(self, file: str, start: int, stop: int, skip: frozenset[str]):
         self.file, self.start, self.stop, self.skip = file, start, stop, skip
+        self._fields: dict[str, Any] | None = None
 
     def _parsed(self) -> dict[str, Any]:
-        record = parse_items(self.file, np.array([self.start]), np.array([self.stop]))[0]
-        return {key: value for key, value in record.items() if key not in self.skip}
+        """Parsed once per record made (``{**fields}`` asks for every key), never kept by the store."""
+        if self._fields is None:
+            record = parse_items(self.file, np.array([self.start]), np.array([self.stop]))[0]
+            self._fields = {key: value for key, value in record.items() if key not in self.skip}
+        return self._fields
 
     def __getitem__(self, key: str) -> Any:
         return self._parsed()[key]

@@ -69,22 +69,3 @@ def test_what_it_cannot_vouch_for_is_left_to_the_whole_parse(tmp_path, tiny_bloc
     path.write_bytes(text)
     with pytest.raises(Unscannable, match=r"."):
         _streamed(path)
-
-
-def test_a_raw_object_reads_back_as_the_fields_it_holds_in_a_few_hundred_bytes():
-    import pickle
-    import tracemalloc
-
-    from segdata.jsonstream import RawObject
-    fields = {"license": 3, "coco_url": "http://images.cocodataset.org/val2017/000000000139.jpg",
-              "date_captured": "2013-11-21 01:34:01", "score": 0.1 + 0.2, "tags": ["a", {"b": None}]}
-    raw = RawObject(fields)
-    assert raw == fields and dict(raw) == fields and {**raw, "id": 1} == {**fields, "id": 1}
-    assert raw["score"] == 0.1 + 0.2 and raw.get("missing") is None and repr(raw) == repr(fields)
-    assert pickle.loads(pickle.dumps(raw)) == fields
-    tracemalloc.start()
-    try:
-        kept = [RawObject(fields) for _ in range(100)]
-        assert tracemalloc.get_traced_memory()[0] / len(kept) < 400  # orjson's own bytes hold 4 KB each
-    finally:
-        tracemalloc.stop()

@@ -156,3 +156,18 @@ def test_images_kept_as_columns_are_the_records_a_whole_parse_gives(samples_dir,
     assert pickle.loads(pickle.dumps(stored.images[3])) == whole.images[3]
     for name in ("id", "width", "height", "split"):
         assert image_values(stored.images, name).tolist() == image_values(whole.images, name).tolist()
+
+
+def test_an_images_other_fields_read_from_its_span_behave_as_a_dict(tmp_path):
+    from segdata.stored_images import SourceFields
+
+    fields = {"license": 3, "coco_url": "http://images.cocodataset.org/val2017/000000000139.jpg",
+              "score": 0.1 + 0.2, "tags": ["a", {"b": None}]}
+    record = orjson.dumps({"id": 139, "file_name": "139.jpg", **fields})
+    path = tmp_path / "images.json"
+    path.write_bytes(b'{"images":[' + record + b"]}")
+    kept = SourceFields(str(path), 11, 11 + len(record), frozenset({"id", "file_name"}))
+    assert kept == fields and dict(kept) == fields and {**kept, "id": 1} == {**fields, "id": 1}
+    assert kept["score"] == 0.1 + 0.2 and kept.get("missing") is None and repr(kept) == repr(fields)
+    shipped = pickle.dumps(kept)
+    assert b"coco_url" not in shipped and pickle.loads(shipped) == fields  # its span travels, not its fields
