@@ -151,7 +151,7 @@ class StoredAnnotations(Sequence[Annotation]):
                  columns: dict[str, np.ndarray], load: Loader | None = None):
         self.files, self.splits, self.defects = tuple(files), tuple(splits), tuple(defects)
         self.decode, self.load = decode, load
-        self.columns = {name: narrow(np.asarray(columns[name], dtype)) for name, dtype in COLUMNS.items()}
+        self.columns = {name: narrow(_typed(columns[name], dtype)) for name, dtype in COLUMNS.items()}
         self._groups: tuple[dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray] | None = None
 
     def rows(self, indices: np.ndarray | slice) -> _Rows:
@@ -234,6 +234,12 @@ class StoredAnnotations(Sequence[Annotation]):
                 per_split[split] = (ids[starts], np.r_[starts, len(ids)] + rows[0])
             self._groups = per_split, order
         return self._groups
+
+
+def _typed(values: np.ndarray, dtype: type) -> np.ndarray:
+    """``values`` as ``dtype``'s kind; integers already narrower are kept, not widened and narrowed again."""
+    values = np.asarray(values)
+    return values if values.dtype.kind == np.dtype(dtype).kind else values.astype(dtype)
 
 
 def narrow(values: np.ndarray) -> np.ndarray:
