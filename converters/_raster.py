@@ -8,9 +8,7 @@ and account for every pixel an instance lost with :func:`raster_changes`.
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Iterator, Sequence
-from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +19,13 @@ from segdata.compose import ComposedMaps, ComposeSettings
 from segdata.errors import FormatError, ReadError
 from segdata.masks import FACES, Mask
 from segdata.model import Annotation, Change, ImageRecord
-from segdata.stored import COLUMNS, Decoder, Loader, StoredAnnotations
 
 #: Pillow modes whose values are labels (P: palette indices; I;16*: 16-bit; I: 32-bit signed).
 _LABEL_MODES = {"1": np.uint8, "L": np.uint8, "P": np.uint8, "I;16": np.uint16, "I;16B": np.uint16,
                 "I;16L": np.uint16, "I": np.uint32}
 _BINCOUNT_LIMIT = 1 << 16  # above this, np.unique: a bincount would allocate one slot per value
-_BITMAP = FACES.index("bitmap")  # the face column of a mask cut from a map (segdata.masks.FACES)
+#: The ``face`` column of a mask cut from a map (an index in :data:`segdata.masks.FACES`).
+BITMAP = FACES.index("bitmap")
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
@@ -103,52 +101,6 @@ def value_counts(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     counts = np.bincount(flat)
     found = np.flatnonzero(counts)
     return found, counts[found]
-
-
-class StoreRows:
-    """A label-map reader's annotations as :mod:`segdata.stored` columns, added image by image.
-
-    The masks are not kept: the reader's ``load(source)`` cuts them from the
-    PNG again where the image is worked on.  Until :meth:`store`, a value
-    takes 8 bytes in an ``array`` (a Python int in a list takes ~36).
-    """
-
-    def __init__(self) -> None:
-        self.sources: list[str] = []
-        self.splits: dict[str, int] = {}
-        self.defects: dict[str, int] = {}
-        self.columns = {name: array("q") for name in COLUMNS}
-
-    def add(self, source: str, split: str, ids: Sequence[int],
-            defect: str | None | Sequence[str | None] = None, **values: int | Sequence[int]) -> None:
-        """One source's annotations (an image's).
-
-        ``defect`` is each row's finding code (or None), or one for all rows.
-        ``values`` are columns of :data:`segdata.stored.COLUMNS` (``image_id``,
-        ``category_id``, ``height``, ``width``, …), each one value for all rows or
-        one per row; ``start`` (the record's index in what ``load(source)``
-        gives) defaults to the row's place, ``iscrowd`` to False and ``mask_ok``
-        to True.
-        """
-        if not ids:
-            return
-        n = len(ids)
-        codes = [defect] * n if defect is None or isinstance(defect, str) else defect
-        row = {"file": len(self.sources), "split": self.splits.setdefault(split, len(self.splits)),
-               "start": range(n), "stop": 0, "id": ids, "iscrowd": 0, "mask_ok": 1, "face": _BITMAP,
-               "defect": [-1 if code is None else self.defects.setdefault(code, len(self.defects))
-                          for code in codes], **values}
-        self.sources.append(source)
-        for name, value in row.items():
-            one = isinstance(value, (int, np.integer))
-            self.columns[name].extend(repeat(int(value), n) if one else value)
-
-    def store(self, decode: Decoder, load: Loader) -> StoredAnnotations:
-        """The rows as a store: ``load(source)`` gives an image's records again, ``decode`` makes each one
-        an annotation."""
-        return StoredAnnotations(self.sources, list(self.splits), list(self.defects), decode,
-                                 {name: np.array(values, np.int64) for name, values in self.columns.items()},
-                                 load=load)
 
 
 def masks_by_value(label_map: np.ndarray, skip: tuple[int, ...] = (),

@@ -74,13 +74,14 @@ import orjson
 
 from segdata import png
 from segdata.compose import ComposeSettings, compose_image, settings
-from segdata.converters._raster import (StoreRows, image_size, paintable, raster_changes, read_label_png,
+from segdata.converters._raster import (BITMAP, image_size, paintable, raster_changes, read_label_png,
                                        value_counts)
 from segdata.errors import FormatError, MaskError, UsageError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import FACES, Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
+from segdata.stored import AnnotationColumns
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
 LOOKS_FOR = "a gtFine/<split>/<city>/ tree of *_gtFine_labelIds.png, *_instanceIds.png or *_polygons.json"
@@ -195,7 +196,7 @@ class _Reader:
         self.things = {c.id for c in dataset.categories.values() if c.isthing}
         self.by_name = {c.name: c for c in dataset.categories.values()}
         self.polygon_images = 0
-        self.rows = StoreRows()
+        self.rows = AnnotationColumns()
 
     def flag(self, code: str, message: str, image: ImageRecord, path: Path | None, annotation_id=None,
              severity: str = "error", **details) -> None:
@@ -278,7 +279,7 @@ class _Reader:
             self.rows.add(orjson.dumps(where).decode(), split, ids, [code or defect for code in codes],
                           start=starts, image_id=image_id, category_id=category_ids, iscrowd=crowd,
                           height=height, width=width, mask_ok=masked,
-                          face=FACES.index("polygon" if source[1] == "polygons" else "bitmap"))
+                          face=FACES.index("polygon") if source[1] == "polygons" else BITMAP)
 
     def _compare(self, instance_ids: np.ndarray, label_ids: np.ndarray, image: ImageRecord,
                  instance_path: Path, label_path: Path) -> None:

@@ -53,7 +53,7 @@ import orjson
 
 from segdata import png
 from segdata.compose import ComposeSettings, compose_image, ids_to_rgb, rgb_to_ids, settings
-from segdata.converters._raster import (StoreRows, masks_by_value, paintable, raster_changes, read_label_png,
+from segdata.converters._raster import (BITMAP, masks_by_value, paintable, raster_changes, read_label_png,
                                        read_rgb_png, value_counts)
 from segdata.errors import FormatError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
@@ -62,6 +62,7 @@ from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
 from segdata.semantic import map_path
+from segdata.stored import AnnotationColumns
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
 LOOKS_FOR = "an instances.json whose 'format' is 'segdata-instance-png'"
@@ -217,7 +218,7 @@ class _Reader:
 
     def __init__(self, dataset: Dataset, table: Path, images_root: Path | None, stored: bool):
         self.dataset, self.table, self.images_root = dataset, table, images_root
-        self.rows: StoreRows | None = StoreRows() if stored else None
+        self.rows: AnnotationColumns | None = AnnotationColumns() if stored else None
         self.decoded: list[Annotation] = []
         self.seen_images: set[tuple[str, int]] = set()
         self.seen_anns: set[tuple[str, int]] = set()
@@ -276,7 +277,7 @@ class _Reader:
                           [inst["id"] for inst in instances], image_id=image_id,
                           category_id=[inst["category_id"] for inst in instances],
                           iscrowd=[inst.get("iscrowd", 0) for inst in instances], height=image.height,
-                          width=image.width, defect=codes, mask_ok=masked)
+                          width=image.width, defect=codes, mask_ok=masked, face=BITMAP)
             return
         masks = _cut(values, instances) if values is not None else [None] * len(instances)
         self.decoded += [_decode((image_id, inst, mask), split, image.height, image.width, code, ok)

@@ -67,12 +67,12 @@ from PIL import Image, UnidentifiedImageError
 
 from segdata.errors import FormatError, MaskError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
-from segdata.masks import Mask
+from segdata.masks import FACES, Mask
 from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
                            annotation_values)
 from segdata.parallel import map_images
+from segdata.stored import AnnotationColumns
 
-from ._columns import Columns
 from ._raster import image_size
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
@@ -183,7 +183,7 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
 
     files.sort(key=lambda p: (_SPLIT_ORDER.get(split_of(p), 3 if split_of(p) else -1), split_of(p), p.name))
     state = {"image": 0, "ann": 0, "labels": labels}
-    columns = Columns()
+    columns = AnnotationColumns()
     for json_path in files:
         _read_file(json_path, split_of(json_path), dataset, state, Path(images_root) if images_root else None,
                    columns)
@@ -228,7 +228,7 @@ def _document(json_path: Path) -> tuple[dict, list]:
 
 
 def _read_file(json_path: Path, split: str, dataset: Dataset, state: dict, images_root: Path | None,
-               columns: Columns) -> None:
+               columns: AnnotationColumns) -> None:
     """One file's image, categories and findings; its annotations only as ``columns`` rows."""
     data, shapes = _document(json_path)
     image_path = data.get("imagePath") or ""
@@ -273,7 +273,8 @@ def _read_file(json_path: Path, split: str, dataset: Dataset, state: dict, image
     instances, void = _instances(shapes, json_path, flag)
     if void:
         image.void = _union(void, height, width)
-    for index, entry in enumerate(instances):
+    rows = []  # (id, category id, crowd, defect, face) per instance; its place in _load's list is its start
+    for entry in instances:
         label = entry["label"]
         cat_id = next((c.id for c in dataset.categories.values() if c.name == label), None)
         if cat_id is None:
@@ -293,8 +294,12 @@ def _read_file(json_path: Path, split: str, dataset: Dataset, state: dict, image
             defect = err.code
             flag(err.code, f"shapes {entry['shapes']}: {err.message}", annotation_id=ann_id)
         face = "polygon" if len(rings) == len(entry["parts"]) else "bitmap"
-        columns.add(str(json_path), split, index, ann_id, image_id, cat_id, entry["crowd"], height, width,
-                    defect, face)
+        rows.append((ann_id, cat_id, entry["crowd"], defect, -1 if defect is not None else FACES.index(face)))
+    if rows:
+        ids, category_ids, crowd, defects, faces = zip(*rows)
+        columns.add(str(json_path), split, ids, defects, image_id=image_id, category_id=category_ids,
+                    iscrowd=crowd, height=height, width=width, face=faces,
+                    mask_ok=[defect is None for defect in defects])
 
 
 def _instances(shapes: list, json_path: Path, flag: Callable) -> tuple[list[dict], list]:

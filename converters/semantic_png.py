@@ -38,7 +38,7 @@ import numpy as np
 
 from segdata import png
 from segdata.compose import ComposeSettings, compose_image, settings
-from segdata.converters._raster import (StoreRows, ValueMasks, image_size, mask_of_value, paintable,
+from segdata.converters._raster import (BITMAP, ValueMasks, image_size, mask_of_value, paintable,
                                        raster_changes, read_label_png, value_counts)
 from segdata.errors import FormatError, ReadError, UsageError
 from segdata.io import dumps_json, output_dir, read_json
@@ -46,6 +46,7 @@ from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
 from segdata.semantic import map_path, palette_rgb
+from segdata.stored import AnnotationColumns
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
 LOOKS_FOR = "a folder of class-map PNGs with classes.json beside them"
@@ -182,7 +183,7 @@ def read(path: str | Path, *, classes: str | Path | None = None,
         raise FormatError("no class-map PNG found (expected <split>/<stem>.png or <stem>.png)", path=root)
     dataset = Dataset(dict(sorted(table.categories.items())), [], [], source_format="semantic-png",
                       meta={"": {"background_value": table.background, "void_value": table.void}})
-    rows = StoreRows()
+    rows = AnnotationColumns()
     next_id = 1
     for image_id, map_file in enumerate(maps, start=1):
         relative = PurePosixPath(map_file.relative_to(root).as_posix())
@@ -232,7 +233,7 @@ def read(path: str | Path, *, classes: str | Path | None = None,
         rows.add(str(map_file), split, range(next_id, next_id + len(cut)), codes,
                  start=[index[v] for v in cut], image_id=image_id,
                  category_id=[table.values.get(v, v) for v in cut], height=values.shape[0],
-                 width=values.shape[1])
+                 width=values.shape[1], face=BITMAP)
         next_id += len(cut)
     dataset.annotations = rows.store(_decode, _load)
     return dataset

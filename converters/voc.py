@@ -44,7 +44,7 @@ import orjson
 
 from segdata import png
 from segdata.compose import ComposeSettings, compose_image, settings
-from segdata.converters._raster import (StoreRows, ValueMasks, image_size, paintable, raster_changes,
+from segdata.converters._raster import (BITMAP, ValueMasks, image_size, paintable, raster_changes,
                                        read_label_png, read_rgb_png, value_counts)
 from segdata.errors import FormatError, ReadError, UsageError
 from segdata.io import output_dir
@@ -53,6 +53,7 @@ from segdata.model import (Annotation, Category, Change, ConversionReport, Datas
                            annotation_values)
 from segdata.parallel import map_images
 from segdata.semantic import map_path, palette_rgb
+from segdata.stored import AnnotationColumns
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
 LOOKS_FOR = "a folder with SegmentationClass/ or SegmentationObject/ (PASCAL VOC)"
@@ -292,7 +293,7 @@ class _Reader:
         self.dataset, self.class_lookup, self.object_lookup = dataset, class_lookup, object_lookup
         self.void_indices = sorted(void_indices)
         self.next_id = 1
-        self.rows = StoreRows()
+        self.rows = AnnotationColumns()
         self.pending: list[tuple[int, int, str | None, int]] = []  # (id, category, defect, value), one image
 
     def flag(self, code, message, image, path, annotation_id=None, severity="error", **details):
@@ -353,7 +354,7 @@ class _Reader:
         rows = self.pending
         self.rows.add(orjson.dumps([str(path), kind]).decode(), image.split, [r[0] for r in rows],
                       start=[places[r[3]] for r in rows], image_id=image.id, category_id=[r[1] for r in rows],
-                      defect=[r[2] for r in rows], height=values.shape[0], width=values.shape[1])
+                      defect=[r[2] for r in rows], height=values.shape[0], width=values.shape[1], face=BITMAP)
         self.pending = []
 
     def _set_size(self, image: ImageRecord, maps: dict, image_path: Path | None) -> None:

@@ -67,11 +67,11 @@ import yaml
 
 from segdata.errors import FormatError, MaskError, ReadError
 from segdata.io import output_dir
-from segdata.masks import Mask, bitmap_to_polygons
+from segdata.masks import FACES, Mask, bitmap_to_polygons
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
+from segdata.stored import AnnotationColumns
 
-from ._columns import Columns
 from ._raster import image_size
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
@@ -85,6 +85,7 @@ _IDS_KEY = "segdata_category_ids"
 _SUPER_KEY = "segdata_supercategories"
 _EXTRA_SPLITS_KEY = "segdata_splits"
 _DECIMALS = 6
+_POLYGON = FACES.index("polygon")  # the face column of a line: every line is one ring
 
 
 # sniffing ----------------------------------------------------------------------------
@@ -295,7 +296,7 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
 
     ordered = sorted(splits, key=lambda s: (_SPLIT_KEYS.index(s) if s in _SPLIT_KEYS else 3, s))
     next_image, next_ann = 1, 1
-    columns = Columns()
+    columns = AnnotationColumns()
     for split in ordered:
         def flag(code, message, severity="error", path=source, image_id=None, **details):
             findings.append(Finding(code, severity, message, split, image_id, None, str(path), details))
@@ -336,7 +337,7 @@ def _image_dir(image_path: Path) -> Path:
 
 
 def _read_labels(label_path: Path, image: ImageRecord, names: dict[int, str], ids: dict[int, int],
-                 dataset: Dataset, next_ann: int, columns: Columns) -> int:
+                 dataset: Dataset, next_ann: int, columns: AnnotationColumns) -> int:
     """Judge one image's label lines and keep each annotation as ``columns`` rows; returns the next id."""
     lines = _load(str(label_path))
 
@@ -345,6 +346,7 @@ def _read_labels(label_path: Path, image: ImageRecord, names: dict[int, str], id
                                         str(label_path), {"line": line_no}))
 
     boxes, outside = [], []
+    rows = []  # (id, line index, category id, defect) per annotation
     for line_no, line in enumerate(lines, start=1):
         tokens = line.split()
         if not tokens:
@@ -387,8 +389,13 @@ def _read_labels(label_path: Path, image: ImageRecord, names: dict[int, str], id
             except MaskError as err:
                 defect = err.code
                 flag(err.code, f"line {line_no}: {err.message}", line_no, annotation_id=ann_id)
-        columns.add(str(label_path), image.split, line_no - 1, ann_id, image.id, ids[int(cls)], False,
-                    image.height, image.width, defect, "polygon")
+        rows.append((ann_id, line_no - 1, ids[int(cls)], defect))
+    if rows:
+        ann_ids, starts, category_ids, defects = zip(*rows)
+        columns.add(str(label_path), image.split, ann_ids, defects, start=starts, image_id=image.id,
+                    category_id=category_ids, height=image.height, width=image.width,
+                    face=[-1 if defect is not None else _POLYGON for defect in defects],
+                    mask_ok=[defect is None for defect in defects])
     if boxes:
         flag("yolo-box-line", f"{len(boxes)} line(s) are detection boxes (cx cy w h), read as rectangles: "
              f"lines {_ranges(boxes)}", boxes[0], "warning")

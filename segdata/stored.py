@@ -18,8 +18,10 @@ worker must see it at the same path (as it must the images).
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -234,6 +236,60 @@ class StoredAnnotations(Sequence[Annotation]):
                 per_split[split] = (ids[starts], np.r_[starts, len(ids)] + rows[0])
             self._groups = per_split, order
         return self._groups
+
+
+class AnnotationColumns:
+    """A per-image-file reader's annotations gathered as :data:`COLUMNS`, one source's rows at a time, while
+    it reads: the records stay in their files, and until :meth:`store` a value takes 1 to 8 bytes in an
+    ``array`` (a Python int in a list takes ~36).
+    """
+
+    #: Typecodes wide enough for every value a column can take; StoredAnnotations narrows them afterwards.
+    _TYPECODES = {"file": "i", "split": "h", "start": "q", "id": "q", "image_id": "q", "category_id": "q",
+                  "iscrowd": "b", "height": "q", "width": "q", "defect": "h", "mask_ok": "b", "face": "b"}
+
+    def __init__(self) -> None:
+        self._values = {name: array(code) for name, code in self._TYPECODES.items()}
+        self._files: dict[str, int] = {}
+        self._splits: dict[str, int] = {}
+        self._defects: dict[str, int] = {}
+
+    def add(self, file: str, split: str, ids: Sequence[int],
+            defect: str | None | Sequence[str | None] = None, **values: int | Sequence[int]) -> None:
+        """The rows of one source (an image's), whose records ``load(file)`` gives again.
+
+        ``defect`` is each row's finding code (or None), or one for all rows.
+        ``values`` are the other columns of :data:`COLUMNS` but ``stop``, each one
+        value for all rows or one per row: ``image_id``, ``category_id``,
+        ``height``, ``width`` and ``face`` (an index in :data:`segdata.masks.FACES`,
+        or -1); ``start``, the record's index in ``load(file)``, defaults to the
+        row's place, ``iscrowd`` to False and ``mask_ok`` (the mask can be decoded)
+        to True.
+        """
+        n = len(ids)
+        if not n:
+            return
+        codes = [defect] * n if defect is None or isinstance(defect, str) else defect
+        row = {"file": self._files.setdefault(file, len(self._files)),
+               "split": self._splits.setdefault(split, len(self._splits)), "start": range(n), "id": ids,
+               "iscrowd": 0, "mask_ok": 1, "defect": [-1 if code is None else
+                                                      self._defects.setdefault(code, len(self._defects))
+                                                      for code in codes], **values}
+        if row.keys() != self._values.keys():  # checked first: a column missed would fall out of step
+            raise TypeError(f"columns wanted: {sorted(self._values.keys() - row.keys())}, "
+                            f"unknown: {sorted(row.keys() - self._values.keys())}")
+        for name, value in row.items():
+            one = isinstance(value, (int, np.integer))
+            self._values[name].extend(repeat(int(value), n) if one else value)
+
+    def store(self, decode: Decoder, load: Loader) -> StoredAnnotations:
+        """The rows as a store: ``load(file)`` gives a source's records again, ``decode`` makes each one an
+        annotation."""
+        columns = {name: np.frombuffer(values, values.typecode) if values else np.zeros(0, COLUMNS[name])
+                   for name, values in self._values.items()}
+        columns["stop"] = np.zeros(len(columns["id"]), np.int8)  # unused: a record is found by its index
+        return StoredAnnotations(list(self._files), list(self._splits), list(self._defects), decode, columns,
+                                 load=load)
 
 
 def _typed(values: np.ndarray, dtype: type) -> np.ndarray:

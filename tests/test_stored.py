@@ -12,7 +12,7 @@ from segdata import parallel
 from segdata.converters import coco
 from segdata.errors import FormatError
 from segdata.model import annotation_values
-from segdata.stored import AnnotationGroup, StoredAnnotations
+from segdata.stored import COLUMNS, AnnotationColumns, AnnotationGroup, StoredAnnotations
 
 
 def _everything(dataset):
@@ -128,6 +128,35 @@ def test_records_of_one_file_per_image_are_loaded_again_from_that_file_alone(tmp
     joined = StoredAnnotations.concat([store, store.with_split("val")])
     assert [a.id for a in joined] == ids.tolist() * 2 and joined.files == tuple(files)
     assert annotation_values(joined, "split").tolist() == ["train"] * n + ["val"] * n
+
+
+def test_columns_gathered_source_by_source_take_one_value_or_one_per_row(tmp_path):
+    files = []
+    for image_id in (1, 2):
+        path = tmp_path / f"{image_id}.json"
+        records = [{"id": 0, "image_id": 0, "category_id": 0, "segmentation": [[0, 0, 3 + k, 0, 3, 2]]}
+                   for k in range(2)]  # the columns give the ids
+        path.write_bytes(orjson.dumps(records))
+        files.append(str(path))
+    columns = AnnotationColumns()
+    columns.add(files[0], "train", [11, 12], image_id=1, category_id=[1, 2], height=3, width=6, face=0)
+    columns.add(files[1], "val", range(21, 23), ["mask-empty", None], start=[1, 0], image_id=2, category_id=3,
+                iscrowd=[True, False], height=3, width=6, face=[-1, 0], mask_ok=[False, True])
+    columns.add(files[0], "train", [], image_id=1, category_id=1, height=3, width=6, face=0)  # adds nothing
+    store = columns.store(coco._decode, _records_of)
+    assert (store.files, store.splits, store.defects) == (tuple(files), ("train", "val"), ("mask-empty",))
+    assert {name: values.tolist() for name, values in store.columns.items() if name != "stop"} == {
+        "file": [0, 0, 1, 1], "split": [0, 0, 1, 1], "start": [0, 1, 1, 0], "id": [11, 12, 21, 22],
+        "image_id": [1, 1, 2, 2], "category_id": [1, 2, 3, 3], "iscrowd": [False, False, True, False],
+        "height": [3] * 4, "width": [6] * 4, "defect": [-1, -1, 0, -1], "mask_ok": [True, True, False, True],
+        "face": [0, 0, -1, 0]}
+    assert [(a.id, a.image_id, a.category_id, a.defect, a.mask is None) for a in store] == [
+        (11, 1, 1, None, False), (12, 1, 2, None, False), (21, 2, 3, "mask-empty", True),
+        (22, 2, 3, None, False)]
+    with pytest.raises(TypeError, match="face"):  # a column left out would fall out of step with the rest
+        columns.add(files[1], "val", [31], image_id=2, category_id=1, height=3, width=6)
+    empty = AnnotationColumns().store(coco._decode, _records_of)
+    assert len(empty) == 0 and all(empty.columns[n].dtype == t for n, t in COLUMNS.items() if n != "stop")
 
 
 def test_images_kept_as_columns_are_the_records_a_whole_parse_gives(samples_dir, tmp_path, monkeypatch):
