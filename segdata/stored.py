@@ -8,8 +8,9 @@ and the byte span of its record; an image's records are read and parsed
 again where that image is worked on — in a helper process, when there is
 one — so memory grows by ~30 bytes per annotation, not ~1.5 KB.
 
-Formats of one file per image (LabelMe, YOLO, SA-1B) keep the same columns
-and, instead of a byte span, the record's place in its file: the reader's
+Formats of one file per image (LabelMe, YOLO, SA-1B, and the PNG maps of
+semantic-PNG, instance-PNG, VOC and Cityscapes) keep the same columns and,
+instead of a byte span, the record's place in its file: the reader's
 ``load(file)`` gives the file's records again, in order.
 
 Every file must stay unchanged while the dataset is in use, and a Dask
