@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 from segdata.masks import Mask
 from segdata.model import Annotation, Dataset, annotation_values
@@ -39,3 +40,17 @@ def assert_equals_eager(ds: Dataset, expected: list[Annotation]) -> None:
         group = groups[key]
         assert len(group._rows.files) == images[key]  # a helper is sent its image's map (two: a repeated id)
         assert_same(pickle.loads(pickle.dumps(group)), anns)
+
+
+def converts_alike(dataset: Dataset, folder: Path) -> int:
+    """COCO written by one process and by two (groups pickled to a helper, which reads its files again) is
+    byte for byte the same; the number of annotations written."""
+    from segdata import converters
+
+    written = []
+    for workers in (1, 2):
+        report = converters.get("coco").write(dataset, folder / f"w{workers}", workers=workers)
+        files = sorted((folder / f"w{workers}").rglob("*.json"))
+        written.append(([p.read_bytes() for p in files], report.annotations_written))
+    assert written[0] == written[1]
+    return written[0][1]

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 import shutil
 from pathlib import Path
 
 import pytest
 
-from segdata import converters
 from segdata.converters import labelme
 from segdata.model import Dataset, annotation_values
 from segdata.stored import StoredAnnotations
+from tests.converters.stored_checks import assert_equals_eager, assert_same, converts_alike
 
 EXAMPLES = "wkentaro+labelme/examples"
-FIELDS = ("split", "id", "image_id", "category_id", "iscrowd", "defect", "usable")
 
 
 def fingerprint(dataset: Dataset, root: Path) -> tuple[int, int, str]:
@@ -42,14 +40,6 @@ def fingerprint(dataset: Dataset, root: Path) -> tuple[int, int, str]:
         digest.update(repr((f.code, f.severity, f.message, f.split, f.image_id, f.annotation_id,
                             Path(f.path).relative_to(root).as_posix(), f.details)).encode())
     return len(dataset.annotations), area, digest.hexdigest()[:16]
-
-
-def same(a, b) -> bool:
-    """Two annotation sequences are the same: fields, and mask pixels."""
-    def pixels(anns):
-        return [ann.mask.rle["counts"] if ann.mask else None for ann in anns]
-
-    return [repr(x) for x in a] == [repr(y) for y in b] and pixels(a) == pixels(b)
 
 
 def _edge_cases(conformance_dir: Path, tmp_path: Path) -> Path:
@@ -133,33 +123,12 @@ def test_each_image_is_read_again_from_its_own_file_only_where_it_is_used(sample
     assert loaded == ["scene_0008.json"] and [a.image_id for a in anns] == [image.id] * len(anns) == [8] * 2
 
 
-def test_groups_pickled_to_a_helper_decode_to_the_whole_list(samples_dir, edge):
+def test_groups_and_columns_give_the_decoded_annotations(samples_dir, edge):
     for dataset in (labelme.read(samples_dir / "labelme"), edge[0]):
         whole = list(dataset.annotations)
-        grouped = dataset.annotations_by_image()
-        by_image = [a for image in dataset.images for a in grouped.get((image.split, image.id), [])]
-        shipped = [a for image in dataset.images
-                   for a in pickle.loads(pickle.dumps(grouped.get((image.split, image.id), [])))]
-        assert same(by_image, whole) and same(shipped, whole)
-        assert same([dataset.annotations[i] for i in range(len(whole))], whole)
-
-
-def test_column_values_equal_the_decoded_annotations(samples_dir, edge):
-    for dataset in (labelme.read(samples_dir / "labelme"), edge[0]):
-        whole = list(dataset.annotations)
-        for name in FIELDS:
-            if name == "usable":
-                expected = [a.defect is None and a.mask is not None for a in whole]
-            else:
-                expected = [getattr(a, name) for a in whole]
-            assert annotation_values(dataset.annotations, name).tolist() == expected, name
+        assert_equals_eager(dataset, whole)
+        assert_same([dataset.annotations[i] for i in range(len(whole))], whole)
 
 
 def test_helper_processes_convert_the_stored_sample_as_one_process_does(samples_dir, tmp_path):
-    dataset = labelme.read(samples_dir / "labelme")
-    written = []
-    for workers in (1, 2):  # two: each image's rows are pickled to a helper, which reads its JSON again
-        report = converters.get("coco").write(dataset, tmp_path / f"w{workers}", workers=workers)
-        files = sorted((tmp_path / f"w{workers}").rglob("*.json"))
-        written.append(([p.read_bytes() for p in files], report.annotations_written))
-    assert written[0] == written[1] and written[0][1] == 277
+    assert converts_alike(labelme.read(samples_dir / "labelme"), tmp_path) == 277

@@ -7,17 +7,16 @@ annotations (ids, categories, defects, mask pixels), images and findings.
 
 from __future__ import annotations
 
-import pickle
 import shutil
 from pathlib import Path
 
 import pytest
 
-from segdata import converters
 from segdata.converters import yolo
 from segdata.model import Dataset, annotation_values
 from segdata.stored import StoredAnnotations
-from tests.converters.test_labelme_stored import FIELDS, fingerprint, same
+from tests.converters.stored_checks import assert_equals_eager, assert_same, converts_alike
+from tests.converters.test_labelme_stored import fingerprint
 
 CVAT_SEG = "cvat-ai+datumaro/tests/assets/yolo_dataset/yolov8_segmentation"
 DATUMARO = "openvinotoolkit+datumaro/tests/assets/yolo_dataset/labels"
@@ -93,33 +92,12 @@ def test_each_image_is_read_again_from_its_own_file_only_where_it_is_used(sample
     assert {(a.mask.height, a.mask.width) for a in anns} == {(image.height, image.width)}
 
 
-def test_groups_pickled_to_a_helper_decode_to_the_whole_list(samples_dir, edge):
+def test_groups_and_columns_give_the_decoded_annotations(samples_dir, edge):
     for dataset in (yolo.read(samples_dir / "yolo"), edge[0]):
         whole = list(dataset.annotations)
-        grouped = dataset.annotations_by_image()
-        by_image = [a for image in dataset.images for a in grouped.get((image.split, image.id), [])]
-        shipped = [a for image in dataset.images
-                   for a in pickle.loads(pickle.dumps(grouped.get((image.split, image.id), [])))]
-        assert same(by_image, whole) and same(shipped, whole)
-        assert same([dataset.annotations[i] for i in range(len(whole))], whole)
-
-
-def test_column_values_equal_the_decoded_annotations(samples_dir, edge):
-    for dataset in (yolo.read(samples_dir / "yolo"), edge[0]):
-        whole = list(dataset.annotations)
-        for name in FIELDS:
-            if name == "usable":
-                expected = [a.defect is None and a.mask is not None for a in whole]
-            else:
-                expected = [getattr(a, name) for a in whole]
-            assert annotation_values(dataset.annotations, name).tolist() == expected, name
+        assert_equals_eager(dataset, whole)
+        assert_same([dataset.annotations[i] for i in range(len(whole))], whole)
 
 
 def test_helper_processes_convert_the_stored_sample_as_one_process_does(samples_dir, tmp_path):
-    dataset = yolo.read(samples_dir / "yolo")
-    written = []
-    for workers in (1, 2):  # two: each image's rows are pickled to a helper, which reads its labels again
-        report = converters.get("coco").write(dataset, tmp_path / f"w{workers}", workers=workers)
-        files = sorted((tmp_path / f"w{workers}").rglob("*.json"))
-        written.append(([p.read_bytes() for p in files], report.annotations_written))
-    assert written[0] == written[1] and written[0][1] == 277
+    assert converts_alike(yolo.read(samples_dir / "yolo"), tmp_path) == 277
