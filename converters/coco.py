@@ -20,7 +20,7 @@ directly), images in ``ROOT/images/<split>/``, ``ROOT/<split>/`` or
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from dataclasses import dataclass
 from pathlib import Path

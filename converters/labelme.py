@@ -67,7 +67,7 @@ from PIL import Image, UnidentifiedImageError
 
 from segdata.errors import FormatError, MaskError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
-from segdata.masks import FACES, Mask
+from segdata.masks import FACES, Mask, all_finite
 from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
                            annotation_values)
 from segdata.parallel import map_images
@@ -361,16 +361,6 @@ def _are_points(points: list) -> bool:
             and set(map(type, chain.from_iterable(points))) <= {int, float, bool})
 
 
-def _finite(ring: list[float]) -> bool:
-    """No NaN or infinity, by one C-level sum; only a sum that is not finite is looked at value by value."""
-    try:
-        if math.isfinite(math.fsum(ring)):
-            return True
-    except (OverflowError, ValueError):  # finite values whose sum overflows; inf and -inf together
-        pass
-    return all(math.isfinite(v) for v in ring)
-
-
 def _ignore(*_, **__) -> None:
     """A flag that drops what it is told: the reader has already reported it."""
 
@@ -397,7 +387,7 @@ def _shape_part(shape: dict, kind: str, points: list):
             raise MaskError(f"{len(points)} point(s), a polygon needs at least 3",
                             code="polygon-too-few-points")
         ring = list(map(float, chain.from_iterable(points)))
-        if not _finite(ring):
+        if not all_finite(ring):
             raise MaskError("a NaN or infinite coordinate", code="coordinate-non-finite")
         return ring
     if len(points) != 2:

@@ -54,7 +54,6 @@ Writing
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from collections.abc import Callable
@@ -67,7 +66,7 @@ import yaml
 
 from segdata.errors import FormatError, MaskError, ReadError
 from segdata.io import output_dir
-from segdata.masks import FACES, Mask, bitmap_to_polygons
+from segdata.masks import FACES, Mask, all_finite, bitmap_to_polygons
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
 from segdata.stored import AnnotationColumns
@@ -357,7 +356,7 @@ def _read_labels(label_path: Path, image: ImageRecord, names: dict[int, str], id
             flag("yolo-line-invalid", f"line {line_no}: not numbers: {line.strip()[:60]!r}; line skipped",
                  line_no)
             continue
-        if not _finite(values):
+        if not all_finite(values):
             flag("coordinate-non-finite", f"line {line_no}: NaN or infinite value; line skipped", line_no)
             continue
         cls, coords = values[0], values[1:]
@@ -403,16 +402,6 @@ def _read_labels(label_path: Path, image: ImageRecord, names: dict[int, str], id
         flag("coordinate-out-of-bounds", f"coordinates outside [0, 1] (Ultralytics rejects this image; "
              f"pycocotools clips them): lines {_ranges(outside)}", outside[0], "warning")
     return next_ann
-
-
-def _finite(values: list[float]) -> bool:
-    """No NaN or infinity, by one C-level sum; only a sum that is not finite is looked at value by value."""
-    try:
-        if math.isfinite(math.fsum(values)):
-            return True
-    except (OverflowError, ValueError):  # finite values whose sum overflows; inf and -inf together
-        pass
-    return all(math.isfinite(v) for v in values)
 
 
 def _polygon(coords: list[float]) -> list[float]:

@@ -102,6 +102,16 @@ def _check_size(size: object) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def all_finite(values: list[float]) -> bool:
+    """No NaN or infinity, by one C-level sum; only a sum that is not finite is looked at value by value."""
+    try:
+        if math.isfinite(math.fsum(values)):
+            return True
+    except (OverflowError, ValueError):  # finite values whose sum overflows; inf and -inf together
+        pass
+    return all(math.isfinite(v) for v in values)
+
+
 def _check_polygons(polygons: object) -> tuple[np.ndarray, tuple[int, ...]]:
     """All rings in one array and where each ends, after checking every coordinate."""
     if not isinstance(polygons, list) or not polygons:
