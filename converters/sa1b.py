@@ -52,7 +52,7 @@ import numpy as np
 from segdata.converters.coco import ANNOTATION_DEFECTS
 from segdata.errors import FormatError, MaskError
 from segdata.io import dumps_json, output_dir, read_json
-from segdata.masks import Mask, _numbers
+from segdata.masks import Mask, rle_string_numbers
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_batches, map_images
 from segdata.stored import FACES, StoredAnnotations
@@ -226,7 +226,7 @@ def _wrong_runs(strings: list[bytes], pixels: int) -> np.ndarray:
         cut[~cut] = _wrong_runs([string for string, c in zip(strings, cut.tolist()) if not c], pixels)
         return cut
     owner = np.repeat(np.arange(len(strings)), lengths)
-    values, starts, position = _numbers(chars)
+    values, starts, position = rle_string_numbers(chars)
     wrong = np.bincount(owner[position > 11], minlength=len(strings)) > 0
     number_owner = owner[starts]
     first = np.searchsorted(number_owner, np.arange(len(strings)))

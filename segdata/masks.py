@@ -50,7 +50,7 @@ def decode_rle_string(counts: bytes | str) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     if chars[-1] & 0x20:
         return np.array([-1], dtype=np.int64)  # a number cut off mid-way
-    values, _starts, position = _numbers(chars)
+    values, _starts, position = rle_string_numbers(chars)
     if position.max() > 11:
         return np.array([-1], dtype=np.int64)  # longer than any uint32 run
     # from the fourth number on, each run is stored as a delta to the run two before
@@ -60,7 +60,7 @@ def decode_rle_string(counts: bytes | str) -> np.ndarray:
     return runs
 
 
-def _numbers(chars: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rle_string_numbers(chars: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An RLE string's signed numbers, where each starts, and each char's place in its number.
 
     ``chars`` are the string's bytes minus 48.  Five bits per char, low
@@ -391,7 +391,7 @@ def _decode_valid_rle_strings(strings: list[bytes]) -> list[np.ndarray]:
     chars = np.frombuffer(b"".join(strings), dtype=np.uint8).astype(np.int64) - 48
     if chars.size == 0:
         return [np.zeros(0, np.int64) for _ in strings]
-    values, starts, _position = _numbers(chars)
+    values, starts, _position = rle_string_numbers(chars)
     # numbers per string, and each number's index m within its string
     first_number = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     number_start = np.searchsorted(starts, first_number)
