@@ -37,7 +37,8 @@ def fingerprint(dataset: Dataset, root: Path) -> tuple[int, int, str]:
         digest.update(repr((image.split, image.id, image.file_name, image.width, image.height, image.defect,
                             image.path and image.path.relative_to(root).as_posix())).encode() + void)
     for f in dataset.findings:
-        digest.update(repr((f.code, f.severity, f.message, f.split, f.image_id, f.annotation_id,
+        message = f.message.replace(str(root), "<root>")  # a message may name a folder: where the data is
+        digest.update(repr((f.code, f.severity, message, f.split, f.image_id, f.annotation_id,
                             Path(f.path).relative_to(root).as_posix(), f.details)).encode())
     return len(dataset.annotations), area, digest.hexdigest()[:16]
 
