@@ -104,7 +104,8 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
     try:
         data, arrays = read_array_items(json_path, "annotations", "images")
         image_starts, image_closing = arrays.pop("images")
-        images = (raw for spans in chunk_spans(image_starts, image_closing) for raw in parse_items(json_path, *spans))
+        images = (raw for spans in chunk_spans(image_starts, image_closing)
+                  for raw in parse_items(json_path, *spans))
         head = _read_head(json_path, split, data, images, dataset.categories, images_root, root,
                           (image_starts, np.append(image_starts[1:], image_closing)))
         del images, image_starts
@@ -119,10 +120,12 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
             if not isinstance(value, list):
                 raise FormatError(f"missing required list {key!r}" if value is None else
                                   f"{key!r} must be a list, found {type(value).__name__}", path=json_path)
-        head = _read_head(json_path, split, data, data.get("images"), dataset.categories, images_root, root, None)
+        head = _read_head(json_path, split, data, data.get("images"), dataset.categories, images_root, root,
+                          None)
         index = _index_records((str(json_path), 0, records, None))
     known_image, heights, widths = head.sizes.lookup(index.columns["image_id"])
-    defect, mask_ok, findings = _resolve(json_path, split, index, dataset.categories, known_image, heights, widths)
+    defect, mask_ok, findings = _resolve(json_path, split, index, dataset.categories, known_image, heights,
+                                         widths)
     if records is None:
         annotations = StoredAnnotations(
             [str(json_path)], [split], ANNOTATION_DEFECTS, _decode,
@@ -156,7 +159,8 @@ def _index_file(json_path: Path, starts: np.ndarray, closing: int) -> _Index:
     spans = list(chunk_spans(starts, closing, _INDEX_BYTES))
     firsts = np.cumsum([0] + [len(chunk) for chunk, _ in spans]).tolist()
     tasks = [(str(json_path), first, chunk, stops) for first, (chunk, stops) in zip(firsts, spans)]
-    return _Index.join(list(map_images(_index_records, tasks, batch_size=1, workers=None if len(tasks) > 1 else 1)))
+    workers = None if len(tasks) > 1 else 1
+    return _Index.join(list(map_images(_index_records, tasks, batch_size=1, workers=workers)))
 
 
 class _Sizes:
@@ -164,12 +168,14 @@ class _Sizes:
 
     def __init__(self, images: Sequence[ImageRecord]):
         self.ids, first = np.unique(image_values(images, "id"), return_index=True)
-        self.heights, self.widths = (narrow(image_values(images, name)[first]) for name in ("height", "width"))
+        self.heights, self.widths = (narrow(image_values(images, name)[first])
+                                     for name in ("height", "width"))
 
     def lookup(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Whether each id is an image's, and its height and width (0 for unknown ids), as narrow as they fit."""
+        """Whether each id is an image's, and its height and width (0 if not), in the images' narrow type."""
         if not len(self.ids):
-            return np.zeros(len(image_ids), bool), np.zeros(len(image_ids), np.int8), np.zeros(len(image_ids), np.int8)
+            nothing = np.zeros(len(image_ids), np.int8)
+            return nothing.astype(bool), nothing, nothing
         at = np.searchsorted(self.ids, image_ids).clip(0, len(self.ids) - 1)
         known = self.ids[at] == image_ids
         return known, np.where(known, self.heights[at], 0), np.where(known, self.widths[at], 0)
@@ -231,7 +237,8 @@ def _read_head(json_path: Path, split: str, data: dict, image_records: Iterable[
             image.attributes = {k: v for k, v in raw.items() if k not in _IMAGE_KEYS}
             images.append(image)
         else:
-            image.attributes = SourceFields(str(json_path), int(spans[0][index]), int(spans[1][index]), _IMAGE_KEYS)
+            image.attributes = SourceFields(str(json_path), int(spans[0][index]), int(spans[1][index]),
+                                            _IMAGE_KEYS)
             columns.append(image, folder)
     kept = columns.build() if columns is not None else images
     return _Head(kept, _Sizes(kept), findings)
@@ -259,11 +266,11 @@ class _Index:
 
     @staticmethod
     def join(parts: list[_Index]) -> _Index:
-        """The parts' rows in order.  ``parts`` is emptied as they are copied: never held twice (20 MB at 118k)."""
+        """The parts' rows in order; ``parts`` is emptied while copied, not held twice (20 MB at 118k)."""
         names = ("start", "stop", "id", "image_id", "category_id", "iscrowd", "face")
         total = sum(len(p) for p in parts)
-        columns = {name: np.empty(total, np.result_type(*(p.columns[name] for p in parts)) if parts else np.int64)
-                   for name in names}
+        columns = {name: np.empty(total, np.result_type(*(p.columns[name] for p in parts)) if parts
+                                  else np.int64) for name in names}
         mask_defects: list[tuple[int, str, str]] = []
         rle_sizes: dict[int, tuple[int, int]] = {}
         offset = 0
@@ -324,8 +331,9 @@ def _index_records(task: tuple) -> _Index:
     return _Index({name: narrow(values) for name, values in columns.items()}, mask_defects, rle_sizes)
 
 
-def _resolve(json_path: Path, split: str, index: _Index, categories: dict[int, Category], known_image: np.ndarray,
-             heights: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Finding]]:
+def _resolve(json_path: Path, split: str, index: _Index, categories: dict[int, Category],
+             known_image: np.ndarray, heights: np.ndarray,
+             widths: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Finding]]:
     """Each record's first defect code (index into :data:`ANNOTATION_DEFECTS`, -1: none), whether its mask
     is decoded, and the findings, in record order: duplicate id, unknown category, unknown image, mask.
     ``known_image``, ``heights`` and ``widths`` are the records' images' (:meth:`_Sizes.lookup`)."""

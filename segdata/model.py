@@ -173,8 +173,8 @@ def annotation_values(annotations: Sequence[Annotation], name: str) -> np.ndarra
 
 
 def image_values(images: Sequence[ImageRecord], name: str) -> np.ndarray:
-    """``id``, ``width``, ``height`` or ``split`` of every image, in order, read from columns where the images are
-    stored (:mod:`segdata.stored_images`) and from the records otherwise."""
+    """``id``, ``width``, ``height`` or ``split`` of every image, in order, read from columns where the
+    images are stored (:mod:`segdata.stored_images`) and from the records otherwise."""
     if hasattr(images, "values"):
         return images.values(name)
     return np.array([getattr(image, name) for image in images], object if name == "split" else np.int64)

@@ -213,7 +213,8 @@ class StoredAnnotations(Sequence[Annotation]):
             for name, values in part.columns.items():
                 if name in remap:
                     own, joined = remap[name]
-                    table = np.array([joined.setdefault(value, len(joined)) for value in own] + [-1], np.int64)
+                    table = np.array([joined.setdefault(value, len(joined)) for value in own] + [-1],
+                                     np.int64)
                     values = table[values]  # -1 indexes the -1 appended last
                 columns[name].append(values)
         return StoredAnnotations(files, splits, defects, parts[0].decode,

@@ -118,8 +118,9 @@ def test_records_of_one_file_per_image_are_loaded_again_from_that_file_alone(tmp
     file, start, ids, image_ids, category_ids = (np.array(column) for column in zip(*rows))
     n = len(rows)
     store = StoredAnnotations(files, ["train"], coco.ANNOTATION_DEFECTS, coco._decode, {
-        "file": file, "split": np.zeros(n), "start": start, "stop": start + 1, "id": ids, "image_id": image_ids,
-        "category_id": category_ids, "iscrowd": np.zeros(n, bool), "height": np.full(n, 3), "width": np.full(n, 6),
+        "file": file, "split": np.zeros(n), "start": start, "stop": start + 1, "id": ids,
+        "image_id": image_ids, "category_id": category_ids, "iscrowd": np.zeros(n, bool),
+        "height": np.full(n, 3), "width": np.full(n, 6),
         "defect": np.full(n, -1), "mask_ok": np.ones(n, bool), "face": np.zeros(n)}, load=_records_of)
     group = store.by_image()[("train", 2)]
     assert group._rows.files == (files[1],)  # a helper is sent the one path it reads
@@ -178,7 +179,8 @@ def test_images_kept_as_columns_are_the_records_a_whole_parse_gives(samples_dir,
     monkeypatch.setattr(coco, "read_array_items", unscannable)
     whole = coco.read(tmp_path)
     assert isinstance(whole.images, list) and len(whole.images) == len(stored.images) > 30
-    assert list(stored.images) == whole.images and [repr(i) for i in stored.images] == [repr(i) for i in whole.images]
+    assert list(stored.images) == whole.images
+    assert [repr(i) for i in stored.images] == [repr(i) for i in whole.images]
     assert [stored.images[n] for n in (0, -1, 17)] == [whole.images[n] for n in (0, -1, 17)]
     assert stored.images[5:9] == whole.images[5:9]
     assert any(i.defect for i in whole.images) and any(i.attributes for i in whole.images)
