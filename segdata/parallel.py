@@ -107,9 +107,24 @@ def prepare(workers: int | None = None, scheduler: str | None = None) -> None:
     """
     global _prepared
     _prepared = workers
+    _one_native_thread()
     use_scheduler(scheduler, workers)  # None: this process's earlier cluster, if any, is let go
     if not scheduler:
         start_workers(workers)
+
+
+def _one_native_thread() -> None:
+    """BLAS and OpenMP pools of one thread in this process and the helpers it forks.
+
+    ``--workers N`` means N cores: OpenBLAS otherwise gives numpy's matrix
+    products (leakage's image hashes) a thread per core in every process, so
+    one worker took both cores of this machine and two fought over them
+    (leakage over 5k JPEGs: 7.4 s with one worker, 8.4 s with two).  Dask's
+    nannies do the same for their workers.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
 
 
 def start_workers(workers: int | None = None) -> None:

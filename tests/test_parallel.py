@@ -121,3 +121,20 @@ def test_dask_local_cluster_gives_the_same_results():
 def test_unreachable_scheduler_is_a_usage_error():
     with pytest.raises(UsageError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
         parallel.use_scheduler("tcp://127.0.0.1:9", timeout=1)
+
+
+def test_a_command_prepared_for_workers_runs_one_blas_thread_per_process():
+    """--workers N means N cores: numpy's BLAS would otherwise take every core in each process."""
+    import os
+    import subprocess
+    import sys
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: BLAS has one thread anyway")
+    probe = ("import numpy; from threadpoolctl import threadpool_info as info; from segdata import parallel; "
+             "before = max(p['num_threads'] for p in info()); parallel.prepare(1); "
+             "print(before, max(p['num_threads'] for p in info()))")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    before, after = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                                   env=env).stdout.split()
+    assert int(before) > 1 and int(after) == 1

@@ -48,7 +48,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import PurePath
@@ -61,7 +61,7 @@ from segdata.errors import UsageError
 from segdata.fingerprint import (MIRRORED, REGIONS, WHOLE, FingerprintCache, FingerprintTable,
                                  aligned_correlation, fingerprint_file, image_header, pixel_hash,
                                  radius_search)
-from segdata.model import Dataset, Finding, ImageRecord
+from segdata.model import Annotation, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
 
 #: Pair kinds, strongest first (a pair is reported under its strongest kind).
@@ -137,24 +137,20 @@ def _group_keys(images: list[ImageRecord], group_regex: str | None) -> list[str 
     return keys
 
 
-def _mask_signatures(dataset: Dataset) -> list[bytes | None]:
-    """Per image, a digest of its sorted (class, RLE) set; ``None`` without decodable masks."""
-    grouped = dataset.annotations_by_image()
-    signatures: list[bytes | None] = []
-    for image in dataset.images:
-        parts = []
-        for ann in grouped.get((image.split, image.id), []):
-            if ann.mask is None:
-                continue
-            try:
-                rle = ann.mask.to_rle()  # not kept on the mask: one pass over the whole dataset
-            except (ValueError, ArithmeticError):  # a mask the checks report elsewhere
-                continue
-            counts = rle["counts"] if isinstance(rle["counts"], bytes) else str(rle["counts"]).encode()
-            parts.append(b"%d|%d,%d|" % (ann.category_id, *rle["size"]) + counts)
-        digest = hashlib.blake2b(b"\0".join(sorted(parts)), digest_size=16).digest()
-        signatures.append(digest if parts else None)
-    return signatures
+def _mask_signature(job: tuple[ImageRecord, Sequence[Annotation]]) -> bytes | None:
+    """A digest of one image's sorted (class, RLE) set; ``None`` without decodable masks (runs in a worker)."""
+    _image, annotations = job
+    parts = []
+    for ann in annotations:
+        if ann.mask is None:
+            continue
+        try:
+            rle = ann.mask.to_rle()  # not kept on the mask: one pass over the whole dataset
+        except (ValueError, ArithmeticError):  # a mask the checks report elsewhere
+            continue
+        counts = rle["counts"] if isinstance(rle["counts"], bytes) else str(rle["counts"]).encode()
+        parts.append(b"%d|%d,%d|" % (ann.category_id, *rle["size"]) + counts)
+    return hashlib.blake2b(b"\0".join(sorted(parts)), digest_size=16).digest() if parts else None
 
 
 def _fingerprints(dataset: Dataset, cache: FingerprintCache, workers: int | None,
@@ -307,7 +303,7 @@ def find_leaks(
                         pixel_digests[k] = pixel_hash(str(images[k].path))
                 same = pixel_digests[i] is not None and pixel_digests[i] == pixel_digests[j]
             link(i, j, "exact-pixels" if same else "near-duplicate", 0 if same else distance)
-    signatures = _mask_signatures(dataset)
+    signatures = list(map_images(_mask_signature, dataset.iter_images(), workers=workers))
     link_equal(list(enumerate(groups)), "same-group", None)
     link_equal([(i, signatures[i]) for i in range(len(images))], "same-masks", None)
     link_equal([(i, PurePath(image.file_name).name) for i, image in enumerate(images)], "same-name", None)
