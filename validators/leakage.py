@@ -138,7 +138,7 @@ def _group_keys(images: list[ImageRecord], group_regex: str | None) -> list[str 
 
 
 def _mask_signature(job: tuple[ImageRecord, Sequence[Annotation]]) -> bytes | None:
-    """A digest of one image's sorted (class, RLE) set; ``None`` without decodable masks (runs in a worker)."""
+    """A digest of one image's sorted (class, RLE) set, or ``None`` without decodable masks (in a worker)."""
     _image, annotations = job
     parts = []
     for ann in annotations:
