@@ -275,8 +275,7 @@ class _Reader:
                       severity="warning")
         if rows:
             ids, starts, category_ids, crowd, codes, masked = zip(*rows)
-            where = [str(source[0]), source[1], [at for at, c in zip(starts, crowd) if c]]
-            self.rows.add(orjson.dumps(where).decode(), split, ids, [code or defect for code in codes],
+            self.rows.add(orjson.dumps([str(source[0]), source[1]]).decode(), split, ids, [code or defect for code in codes],
                           start=starts, image_id=image_id, category_id=category_ids, iscrowd=crowd,
                           height=height, width=width, mask_ok=masked,
                           face=FACES.index("polygon") if source[1] == "polygons" else BITMAP)
@@ -375,11 +374,12 @@ def _polygon_mask(obj: dict, height: int, width: int) -> Mask:
 
 
 class _Records(Sequence[tuple]):
-    """An image's records again, by their ``start``: ``(kind, value or object, crowd, mask or None)``; a
-    map's masks are cut when asked for, an object's polygon is rasterized by :func:`_decode`."""
+    """An image's records again, by their ``start``: ``(kind, value or object, mask or None)``; a map's
+    masks are cut when asked for, an object's polygon is rasterized by :func:`_decode`; crowd flags come
+    from the store's columns."""
 
-    def __init__(self, path: str, kind: str, crowd: list[int]):
-        self.kind, self.crowd = kind, set(crowd)
+    def __init__(self, path: str, kind: str):
+        self.kind = kind
         if kind == "polygons":
             self.items = read_json(path)["objects"]
         else:
@@ -391,21 +391,20 @@ class _Records(Sequence[tuple]):
 
     def __getitem__(self, at):
         item = self.items[at]
-        mask = None if self.kind == "polygons" else Mask.from_bitmap(self.values == item)
-        return self.kind, item, at in self.crowd, mask
+        return self.kind, item, None if self.kind == "polygons" else Mask.from_bitmap(self.values == item)
 
 
 def _load(source: str) -> _Records:
-    """An image's records from the one file its annotations come from (``[path, kind, crowd starts]``)."""
+    """An image's records from the one file its annotations come from (``[path, kind]``)."""
     return _Records(*orjson.loads(source))
 
 
 def _decode(record: tuple, split: str, height: int, width: int, defect: str | None,
             mask_ok: bool) -> Annotation:
     """One value's or object's annotation; ids and category come from the store's columns."""
-    kind, item, iscrowd, mask = record
+    kind, item, mask = record
     if kind == "polygons":
-        ann = Annotation(0, 0, 0, None, iscrowd, split=split, defect=defect,
+        ann = Annotation(0, 0, 0, None, split=split, defect=defect,
                          attributes={"label": item["label"], "source": "polygons"})
         if mask_ok:
             ann.mask = _polygon_mask(item, height, width)
@@ -413,7 +412,7 @@ def _decode(record: tuple, split: str, height: int, width: int, defect: str | No
     attributes = {"cityscapes_value": item}
     if kind == "instanceIds" and item >= 1000:
         attributes["instance_number"] = item % 1000
-    return Annotation(0, 0, 0, mask, iscrowd, split=split, defect=defect, attributes=attributes)
+    return Annotation(0, 0, 0, mask, split=split, defect=defect, attributes=attributes)
 
 
 def _check_polygons_document(document: object, path: Path) -> None:

@@ -30,7 +30,7 @@ from segdata.jsonstream import parse_items
 from segdata.model import Annotation
 
 #: ``decode(record, split, height, width, defect, mask_ok) -> Annotation``: the reader's own record decoder
-#: (the columns' id, image_id and category_id replace the annotation's: per-image records lack them).
+#: (the columns' id, image_id, category_id and iscrowd replace the annotation's: per-image records lack them).
 Decoder = Callable[[dict, str, int, int, "str | None", bool], Annotation]
 #: ``load(file) -> records``: a per-image file's records in order; ``start`` is then the record's index.
 Loader = Callable[[str], Sequence[Any]]
@@ -67,7 +67,7 @@ class _Rows:
         c = self.columns
         out: list[Annotation | None] = [None] * len(self)
         order = np.lexsort((c["start"], c["file"]))
-        keys = list(zip(*(c[name].tolist() for name in ("id", "image_id", "category_id"))))
+        keys = list(zip(*(c[name].tolist() for name in ("id", "image_id", "category_id", "iscrowd"))))
         for file_index in np.unique(c["file"]).tolist():
             rows = order[c["file"][order] == file_index]
             if self.load is None:
@@ -80,9 +80,9 @@ class _Rows:
                 ann = self.decode(record, self.splits[c["split"][row]], int(c["height"][row]),
                                   int(c["width"][row]), self.defects[defect] if defect >= 0 else None,
                                   bool(c["mask_ok"][row]))
-                # the columns win: a category map's new id, and the ids a per-image file's reader numbered
-                if (ann.id, ann.image_id, ann.category_id) != keys[row]:
-                    ann.id, ann.image_id, ann.category_id = keys[row]  # ann is new: decode made it
+                # the columns win: a category map's new id, and what a per-image file's reader decided
+                if (ann.id, ann.image_id, ann.category_id, ann.iscrowd) != keys[row]:
+                    ann.id, ann.image_id, ann.category_id, ann.iscrowd = keys[row]  # new: decode made it
                 out[row] = ann
         return out  # type: ignore[return-value]
 
