@@ -62,28 +62,39 @@ def read_rgb_png(path: str | Path) -> np.ndarray:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """``(width, height)`` of an image file, read from its header only."""
-    with _open(path) as image:
+    """``(width, height)`` of an image file, read from its header only.
+
+    The pixels are never decoded: readers ask this of every image, and a decode
+    was most of their read time.  So a file cut short after its header gives its
+    size; ``segdata leakage`` (and ``report``) decodes every image and reports it.
+    """
+    with _open_header(path) as image:
         return image.size
 
 
 def _open(path: str | Path) -> Image.Image:
-    try:
-        image = Image.open(path)
-    except FileNotFoundError:
-        raise ReadError("no such file", path=path) from None
-    except UnidentifiedImageError:
-        raise FormatError("not an image Pillow can read (empty or corrupt file?)", path=path) from None
-    except PermissionError as error:
-        raise ReadError(f"cannot open: {error}", path=path) from None
-    except OSError as error:  # the file is there but its bytes are not a whole image (truncated)
-        raise FormatError(f"cannot decode image: {error}", path=path) from None
+    """The image with its pixels decoded, so that a truncated file fails here, naming it."""
+    image = _open_header(path)
     try:
         image.load()
     except OSError as error:
         image.close()
         raise FormatError(f"cannot decode image: {error}", path=path) from None
     return image
+
+
+def _open_header(path: str | Path) -> Image.Image:
+    """The image with only its header read (Pillow decodes on ``load``); a bad file is one error naming it."""
+    try:
+        return Image.open(path)
+    except FileNotFoundError:
+        raise ReadError("no such file", path=path) from None
+    except UnidentifiedImageError:
+        raise FormatError("not an image Pillow can read (empty or corrupt file?)", path=path) from None
+    except PermissionError as error:
+        raise ReadError(f"cannot open: {error}", path=path) from None
+    except OSError as error:  # the file is there but its header is cut short
+        raise FormatError(f"cannot decode image: {error}", path=path) from None
 
 
 def value_counts(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -194,6 +194,26 @@ def test_missing_image_is_a_defect_and_its_lines_cannot_be_scaled(conformance_di
     assert Counter(c.kind for c in report.changes) == {"skipped": 2} and report.images_written == 0
 
 
+def test_image_cut_short_after_its_header_gives_its_size_from_the_header(samples_dir, tmp_path):
+    """Sizes come from headers, never a decode (most of the read time): a JPEG whose pixel data is cut
+    reads with its size and scaled labels; one cut inside its header is still unreadable."""
+    folder = Path(shutil.copytree(samples_dir / "yolo", tmp_path / "yolo"))
+    whole = yolo.read(folder)
+    cut, headless = folder / "images/train/scene_0001.jpg", folder / "images/train/scene_0002.jpg"
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    headless.write_bytes(headless.read_bytes()[:100])
+    with pytest.raises(OSError, match="truncated"), Image.open(cut) as image:
+        image.load()  # the pixels really are gone: only a header read gives the size
+    dataset = yolo.read(folder)
+    assert [(i.width, i.height, i.defect) for i in dataset.images[:2]] == [
+        (whole.images[0].width, whole.images[0].height, None), (0, 0, "image-unreadable")]
+    assert [a.mask.area for a in dataset.annotations if a.image_id == 1] == [
+        a.mask.area for a in whole.annotations if a.image_id == 1]
+    [unreadable] = [f for f in dataset.findings if f.code == "image-unreadable"]
+    assert (unreadable.path, unreadable.message.split(":")[0]) == (str(headless), "cannot decode image")
+
+
 def test_cli_convert_to_yolo_then_info(samples_dir, tmp_path):
     done = run_segdata("convert", samples_dir / "coco", tmp_path / "y", "--to", "yolo", "--copy-images")
     assert done.returncode == 0, done.stderr

@@ -1,0 +1,41 @@
+"""converters/_raster.py: image sizes from headers, and a bad file as one error naming it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from PIL import Image
+
+from segdata.converters._raster import image_size, read_label_png
+from segdata.errors import FormatError, ReadError
+
+MAP = "semantic-png/test/scene_0055.png"
+
+
+def test_png_cut_inside_its_pixel_data_gives_its_size_but_not_its_values(samples_dir, tmp_path):
+    """A size is a header read, never a decode (readers ask it of every image); label values need it all."""
+    data = (samples_dir / MAP).read_bytes()
+    pixels = data.index(b"IDAT")
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: pixels + (len(data) - pixels) // 2])
+    with Image.open(samples_dir / MAP) as whole:
+        assert image_size(cut) == whole.size
+    with pytest.raises(FormatError, match=r"cut\.png: cannot decode image: image file is truncated"):
+        read_label_png(cut)
+
+
+@pytest.mark.parametrize("content, error, message", [
+    pytest.param(None, ReadError, "no such file", id="missing"),
+    pytest.param(b"", FormatError, "not an image Pillow can read", id="zero-bytes"),
+    pytest.param(b"not a png at all", FormatError, "not an image Pillow can read", id="garbage"),
+    pytest.param(20, FormatError, "cannot decode image", id="header-cut"),
+])
+def test_unreadable_header_is_one_error_naming_the_file(samples_dir, tmp_path, content, error, message):
+    path = tmp_path / "bad.png"
+    if isinstance(content, int):
+        content = (samples_dir / MAP).read_bytes()[:content]
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(error, match=rf"^{re.escape(str(path))}: {message}"):
+        image_size(path)
