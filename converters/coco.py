@@ -109,6 +109,7 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
         head = _read_head(json_path, split, data, images, dataset.categories, images_root, root,
                           (image_starts, np.append(image_starts[1:], image_closing)))
         del images, image_starts
+        release_free_memory()  # the image records parsed; the annotations' columns can take their pages
         index = _index_file(json_path, *arrays.pop("annotations"))
         records = None
     except Unscannable:  # malformed, or NaN that only Python's json reads: parse whole, as before
@@ -129,7 +130,7 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
     if records is None:
         annotations = StoredAnnotations(
             [str(json_path)], [split], ANNOTATION_DEFECTS, _decode,
-            dict(index.columns, file=np.zeros(len(index), np.int16), split=np.zeros(len(index), np.int16),
+            dict(index.columns, file=np.zeros(len(index), np.int8), split=np.zeros(len(index), np.int8),
                  height=heights, width=widths, defect=defect, mask_ok=mask_ok))
     else:
         annotations = [_decode(raw, split, h, w, ANNOTATION_DEFECTS[code] if code >= 0 else None, ok)
@@ -160,7 +161,9 @@ def _index_file(json_path: Path, starts: np.ndarray, closing: int) -> _Index:
     firsts = np.cumsum([0] + [len(chunk) for chunk, _ in spans]).tolist()
     tasks = [(str(json_path), first, chunk, stops) for first, (chunk, stops) in zip(firsts, spans)]
     workers = None if len(tasks) > 1 else 1
-    return _Index.join(list(map_images(_index_records, tasks, batch_size=1, workers=workers)))
+    parts = list(map_images(_index_records, tasks, batch_size=1, workers=workers))
+    del tasks, spans, starts  # the records' offsets (14 MB at 860k) gone before the columns are joined
+    return _Index.join(parts)
 
 
 class _Sizes:
@@ -173,12 +176,19 @@ class _Sizes:
 
     def lookup(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Whether each id is an image's, and its height and width (0 if not), in the images' narrow type."""
+        n = len(image_ids)
+        known = np.zeros(n, bool)
+        heights, widths = np.zeros(n, self.heights.dtype), np.zeros(n, self.widths.dtype)
         if not len(self.ids):
-            nothing = np.zeros(len(image_ids), np.int8)
-            return nothing.astype(bool), nothing, nothing
-        at = np.searchsorted(self.ids, image_ids).clip(0, len(self.ids) - 1)
-        known = self.ids[at] == image_ids
-        return known, np.where(known, self.heights[at], 0), np.where(known, self.widths[at], 0)
+            return known, heights, widths
+        for low in range(0, n, 1 << 16):  # in runs: the 8-byte positions of all ids would be 7 MB at 860k
+            run = slice(low, low + (1 << 16))
+            at = np.searchsorted(self.ids, image_ids[run])
+            np.minimum(at, len(self.ids) - 1, out=at)
+            known[run] = found = self.ids[at] == image_ids[run]
+            heights[run] = np.where(found, self.heights[at], 0)
+            widths[run] = np.where(found, self.widths[at], 0)
+        return known, heights, widths
 
 
 @dataclass
@@ -276,6 +286,8 @@ class _Index:
         offset = 0
         parts.reverse()
         while parts:
+            if len(parts) % 256 == 0:  # the copied parts' pages back to the system as the columns fill
+                release_free_memory()
             part = parts.pop()
             for name in names:
                 columns[name][offset:offset + len(part)] = part.columns[name]
@@ -339,11 +351,12 @@ def _resolve(json_path: Path, split: str, index: _Index, categories: dict[int, C
     ``known_image``, ``heights`` and ``widths`` are the records' images' (:meth:`_Sizes.lookup`)."""
     c = index.columns
     n = len(index)
-    order = np.argsort(c["id"], kind="stable")  # not np.unique(return_index=True): half its 22 MB at 860k ids
-    duplicate = np.zeros(n, bool)
-    duplicate[order[1:][c["id"][order[1:]] == c["id"][order[:-1]]]] = True
-    del order
-    unknown_category = ~np.isin(c["category_id"], np.array(list(categories), np.int64))
+    duplicate = _repeated(c["id"])
+    # not np.isin over the rows: its int64 temporaries were 11 MB at 860k rows, the read's peak
+    present = np.unique(c["category_id"])
+    unknown_category = np.zeros(n, bool)
+    for value in present[~np.isin(present, np.array(list(categories), np.int64))].tolist():
+        unknown_category |= c["category_id"] == value
     unknown_image = ~known_image
     mask_defects = {row: (code, message) for row, code, message in index.mask_defects}
     for row, (height, width) in index.rle_sizes.items():
@@ -370,6 +383,19 @@ def _resolve(json_path: Path, split: str, index: _Index, categories: dict[int, C
         findings += [Finding(code, "error", message, split, image_id, ann_id, str(json_path))
                      for code, message in codes]
     return defect, mask_ok, findings
+
+
+def _repeated(ids: np.ndarray) -> np.ndarray:
+    """Whether each id was used by an earlier row: one sorted copy of the ids, not an argsort's 8 bytes a row
+    and its gathers (16 MB at 860k ids, the read's peak)."""
+    ordered = np.sort(ids)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    del ordered
+    rows = np.flatnonzero(np.isin(ids, repeated)) if len(repeated) else repeated  # every use of one: few
+    later = np.zeros(len(ids), bool)
+    order = rows[np.argsort(ids[rows], kind="stable")]
+    later[order[1:][ids[order[1:]] == ids[order[:-1]]]] = True
+    return later
 
 
 def _decode(raw: dict, split: str, height: int, width: int, defect: str | None, mask_ok: bool) -> Annotation:

@@ -279,7 +279,8 @@ def _dispatch(run: Callable[[Callable, list], list], fn: Callable, items: Iterab
     if workers < 1:
         raise ValueError(f"workers must be at least 1, found {workers}")
     if workers == 1:  # all here
-        whole, since_trim = run is _fold_batch, 0
+        # the first trim follows the first item: making it may have indexed the dataset, leaving freed pages
+        whole, since_trim = run is _fold_batch, _TRIM_EVERY - 1
         for batch in _batches(iter(items), batch_size if whole else 1):  # iter: no shrinking, no one waits
             yield fn(batch) if whole else fn(batch[0])
             if progress:

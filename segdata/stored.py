@@ -228,14 +228,17 @@ class StoredAnnotations(Sequence[Annotation]):
     def _image_index(self) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray]:
         """Per split: sorted image ids and where each one's run starts in ``order``; and ``order``."""
         if self._groups is None:
+            # few temporaries, and ``order`` as narrow as the row count: 3.4 MB held at 860k rows, not 7
             c = self.columns
-            order = np.lexsort((np.arange(len(self)), c["image_id"], c["split"]))
+            keys = (c["image_id"], c["split"]) if len(self.splits) > 1 else (c["image_id"],)
+            order = narrow(np.lexsort(keys))  # stable: file order within an image
+            split_sorted = c["split"][order]
             per_split = {}
-            for split in np.unique(c["split"]).tolist():
-                rows = np.flatnonzero(c["split"][order] == split)
-                ids = c["image_id"][order[rows]]
+            for split in np.unique(split_sorted).tolist():
+                low, high = (int(np.searchsorted(split_sorted, split, side)) for side in ("left", "right"))
+                ids = c["image_id"][order[low:high]]
                 starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-                per_split[split] = (ids[starts], np.r_[starts, len(ids)] + rows[0])
+                per_split[split] = (ids[starts], np.r_[starts, len(ids)] + low)
             self._groups = per_split, order
         return self._groups
 

@@ -14,7 +14,7 @@ from segdata.errors import UsageError
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord
 from segdata.report import write_stats_plots
-from segdata.stats import class_stats, suggested_weights
+from segdata.stats import _class_table, _Tally, class_stats, suggested_weights
 from tests.conftest import run_segdata
 
 
@@ -290,3 +290,16 @@ def test_split_tests_equal_scipy_on_random_tables():
             a, b = table[0] * rng.integers(0, 2, shape[1]), table[1]
             if a.sum():
                 assert js_distance(a, b) == pytest.approx(jensenshannon(a, b, base=2), abs=1e-12)
+
+
+def test_instance_areas_kept_in_four_bytes_widen_for_an_image_of_two_billion_pixels():
+    small, huge = _Tally(1), _Tally(1)
+    small.add(0, 100, {}, [(1, False, 7), (1, False, 9)])
+    huge.add(0, 2**32, {}, [(1, False, 2**31 + 5)])
+    assert small.areas[0, 1].itemsize == 4
+    small.merge(huge)
+    small.add(0, 100, {}, [(1, False, 11)])
+    assert small.areas[0, 1].tolist() == [7, 9, 2**31 + 5, 11]
+    table = _class_table(small, None, [0, 1], {0: "background", 1: "a"}, 0, 0.9)
+    assert table.loc[1, "area_sum"] == 27 + 2**31 + 5
+    assert (table.loc[1, "area_median"], table.loc[1, "area_max"]) == (10.0, 2**31 + 5)

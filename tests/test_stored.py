@@ -59,6 +59,19 @@ def test_defects_found_by_the_tasks_match_the_reference_messages(tmp_path, tiny_
     assert [a.mask is not None for a in dataset.annotations[:6]] == [True, True, False, False, False, True]
 
 
+def test_every_later_use_of_an_id_and_every_unknown_category_is_found(tmp_path, tiny_tasks):
+    triangle = [[0, 0, 3, 0, 3, 2]]
+    anns = [{"id": i, "image_id": 1, "category_id": c, "segmentation": triangle * 40}
+            for i, c in [(5, 1), (3, 1), (5, 8), (3, 1), (5, 1), (6, 9), (7, 8)]]
+    path = tmp_path / "instances_train.json"
+    path.write_bytes(orjson.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 3}],
+                                   "annotations": anns, "categories": [{"id": 1, "name": "a"}]}))
+    dataset = coco.read(path)
+    assert [(f.code, f.annotation_id) for f in dataset.findings] == [
+        ("annotation-id-duplicate", 5), ("category-unknown", 5), ("annotation-id-duplicate", 3),
+        ("annotation-id-duplicate", 5), ("category-unknown", 6), ("category-unknown", 7)]
+
+
 def test_a_bad_record_in_a_helper_task_names_the_file_and_the_record(tmp_path, tiny_tasks):
     anns = [{"id": i, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 3, 0, 3, 2] * 40]} for i in range(60)]
     del anns[45]["image_id"]
