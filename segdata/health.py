@@ -42,7 +42,7 @@ from pathlib import PurePath
 from typing import Any
 
 from segdata.errors import UsageError
-from segdata.model import Dataset, Finding
+from segdata.model import Dataset, Finding, FindingDicts
 from segdata.packed import PackedList
 from segdata.stats import ClassStats, class_stats
 from segdata.validators import summarize_findings, validate
@@ -104,16 +104,6 @@ class HealthReport:
             "leakage": self.leakage.to_dict(),
             "stats": self.stats.to_dict() if stats is None else stats,
         }
-
-
-class FindingDicts:
-    """The JSON dicts of findings, made again each time the view is iterated."""
-
-    def __init__(self, findings: Iterable[Finding]):
-        self.findings = findings
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (f.to_dict() for f in self.findings)
 
 
 def stage_totals(dataset: Dataset) -> dict[str, int]:

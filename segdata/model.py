@@ -8,7 +8,7 @@ each split from 1.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,6 +94,17 @@ class Finding:
         return {"code": self.code, "severity": self.severity, "message": self.message, "split": self.split,
                 "image_id": self.image_id, "annotation_id": self.annotation_id, "path": self.path,
                 "details": self.details}
+
+
+class FindingDicts:
+    """The JSON dicts of findings, made again each time the view is iterated: a document of 100k findings
+    is streamed (:func:`segdata.io.iter_json`), never held as dicts."""
+
+    def __init__(self, findings: Iterable[Finding]):
+        self.findings = findings
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (f.to_dict() for f in self.findings)
 
 
 @dataclass(slots=True)
