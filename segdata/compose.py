@@ -22,7 +22,7 @@ policy), then void (the image's own void region, contested pixels under
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -386,17 +386,22 @@ def ids_to_rgb(ids: np.ndarray) -> np.ndarray:
     return np.stack([ids & 255, (ids >> 8) & 255, (ids >> 16) & 255], axis=-1).astype(np.uint8)
 
 
-def report_totals(reports: Sequence[ImageComposeReport]) -> dict[str, Any]:
-    """Sum per-image reports into the totals a command prints (JSON-ready, stable keys)."""
+def report_totals(reports: Iterable[ImageComposeReport]) -> dict[str, Any]:
+    """Sum per-image reports into the totals a command prints (JSON-ready, stable keys); one pass, so that
+    reports held packed are unpacked once."""
     keys = ("instances", "crowd_instances", "contested_px", "won_by_policy_px", "won_by_order_px",
             "voided_px", "crowd_px", "void_px")
-    totals: dict[str, Any] = {key: sum(getattr(r, key) for r in reports) for key in keys}
-    totals["images"] = len(reports)
-    totals["images_with_contested_px"] = sum(1 for r in reports if r.contested_px)
-    totals["hidden"] = [{"split": r.split, "image_id": r.image_id, "annotation_id": a}
-                        for r in reports for a in r.hidden_annotation_ids]
-    totals["skipped"] = [{"split": r.split, "image_id": r.image_id, "annotation_id": a}
-                         for r in reports for a in r.skipped_annotation_ids]
+    totals: dict[str, Any] = dict.fromkeys(keys, 0)
+    totals.update(images=0, images_with_contested_px=0, hidden=[], skipped=[])
+    for r in reports:
+        for key in keys:
+            totals[key] += getattr(r, key)
+        totals["images"] += 1
+        totals["images_with_contested_px"] += bool(r.contested_px)
+        totals["hidden"] += [{"split": r.split, "image_id": r.image_id, "annotation_id": a}
+                             for a in r.hidden_annotation_ids]
+        totals["skipped"] += [{"split": r.split, "image_id": r.image_id, "annotation_id": a}
+                              for a in r.skipped_annotation_ids]
     return totals
 
 

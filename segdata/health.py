@@ -42,8 +42,8 @@ from pathlib import PurePath
 from typing import Any
 
 from segdata.errors import UsageError
-from segdata.model import Dataset, Finding, FindingDicts
-from segdata.packed import PackedList
+from segdata.model import Dataset, Finding
+from segdata.packed import Mapped, PackedList
 from segdata.stats import ClassStats, class_stats
 from segdata.validators import summarize_findings, validate
 from segdata.validators.leakage import LeakageResult, find_leaks
@@ -91,10 +91,10 @@ class HealthReport:
         """The JSON form: verdict, settings, and each job's own JSON object under its name.
 
         ``stats`` is ``self.stats.to_dict()`` when the caller already has it.  ``lazy``
-        gives validation's findings as a :class:`FindingDicts` view instead of a list, for
+        gives validation's findings as a :class:`~segdata.packed.Mapped` view instead of a list, for
         :func:`segdata.report.write_json` to stream without holding them all as dicts.
         """
-        findings = FindingDicts(self.validation)
+        findings = Mapped(Finding.to_dict, self.validation)
         return {
             "schema_version": SCHEMA_VERSION,
             "verdict": self.verdict,

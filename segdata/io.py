@@ -55,7 +55,7 @@ def iter_json(obj: Any, *, depth: int = 0) -> Iterator[bytes]:
     """``dumps_json(obj, indent=True)`` in pieces, items of views streamed one at a time.
 
     A *view* is an iterable that is not a list, tuple, dict, string or array
-    (a generator, :class:`segdata.model.FindingDicts`): it is written as a
+    (a generator, :class:`segdata.packed.Mapped`): it is written as a
     JSON array, item by item, so that a document of 100k findings is never
     held whole, as dicts or as bytes.  The bytes are those ``dumps_json``
     gives for the same document with the views as lists.

@@ -7,8 +7,9 @@ each split from 1.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from segdata.masks import Mask
+from segdata.packed import Mapped, PackedList
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -96,17 +98,6 @@ class Finding:
                 "details": self.details}
 
 
-class FindingDicts:
-    """The JSON dicts of findings, made again each time the view is iterated: a document of 100k findings
-    is streamed (:func:`segdata.io.iter_json`), never held as dicts."""
-
-    def __init__(self, findings: Iterable[Finding]):
-        self.findings = findings
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (f.to_dict() for f in self.findings)
-
-
 @dataclass(slots=True)
 class Change:
     """What a conversion did to one annotation (``image_id`` None: to a category)."""
@@ -126,7 +117,7 @@ class ConversionReport:
     format: str
     images_written: int = 0
     annotations_written: int = 0
-    changes: list[Change] = field(default_factory=list)
+    changes: PackedList[Change] = field(default_factory=PackedList)  # packed: one or more per image
 
     def add(self, kind: str, split: str, image_id: int, annotation_id: int | None, detail: str,
             iou: float | None = None) -> None:
@@ -145,9 +136,13 @@ class ConversionReport:
         """Number of changes of each kind, sorted by kind."""
         return dict(sorted(Counter(c.kind for c in self.changes).items()))
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form: totals, counts by kind, IoU of the lossy kinds, and every change."""
-        ious: dict[str, list[float]] = defaultdict(list)
+    def to_dict(self, *, lazy: bool = False) -> dict[str, Any]:
+        """The JSON form: totals, counts by kind, IoU of the lossy kinds, and every change.
+
+        ``lazy`` gives the changes as a :class:`~segdata.packed.Mapped` view,
+        for :func:`segdata.io.iter_json` to stream, not as a list of dicts.
+        """
+        ious: dict[str, array] = defaultdict(lambda: array("d"))
         for change in self.changes:
             if change.iou is not None:
                 ious[change.kind].append(change.iou)
@@ -160,7 +155,7 @@ class ConversionReport:
             "iou_by_kind": {kind: {"mean": sum(v) / len(v), "min": min(v)} for kind, v in sorted(ious.items())},
             "mean_iou": sum(every) / len(every) if every else None,
             "min_iou": min(every) if every else None,
-            "changes": [asdict(c) for c in self.changes],
+            "changes": Mapped(asdict, self.changes) if lazy else [asdict(c) for c in self.changes],
         }
 
 

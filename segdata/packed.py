@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import pickle
 import zlib
-from collections.abc import Iterable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sized
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: Items per compressed chunk: large enough for zlib to find the repeats between items.
 CHUNK = 512
@@ -57,5 +58,41 @@ class PackedList(Generic[T]):
             yield from pickle.loads(zlib.decompress(chunk))
         yield from tail
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to a list or packed list of equal items, in order."""
+        if not isinstance(other, (PackedList, list)):
+            return NotImplemented
+        return len(self) == len(other) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
         return f"PackedList({self._len} items in {len(self._chunks)} packed chunks)"
+
+
+class Mapped(Generic[T, R]):
+    """``fn`` of each item, made again on each iteration: a view that :func:`segdata.io.iter_json` writes
+    item by item, so that a JSON document of many results (findings, changes, image reports) is never held whole.
+
+    Examples
+    --------
+    >>> squares = Mapped(lambda x: x * x, PackedList(range(4)))
+    >>> len(squares), list(squares), squares == [0, 1, 4, 9]
+    (4, [0, 1, 4, 9], True)
+    """
+
+    def __init__(self, fn: Callable[[T], R], items: Iterable[T]):
+        self.fn, self.items = fn, items
+
+    def __iter__(self) -> Iterator[R]:
+        return map(self.fn, self.items)
+
+    def __len__(self) -> int:
+        return len(self.items) if isinstance(self.items, Sized) else sum(1 for _ in self.items)
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, (Mapped, list)):
+            return NotImplemented
+        return list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]

@@ -25,11 +25,12 @@ import numpy as np
 from PIL import Image
 
 from segdata import png
-from segdata.compose import (ComposeSettings, compose_image, ids_to_rgb, report_dict, report_totals,
-                             settings)
+from segdata.compose import (ComposeSettings, ImageComposeReport, compose_image, ids_to_rgb, report_dict,
+                             report_totals, settings)
 from segdata.errors import UsageError
 from segdata.io import dumps_json, output_dir, write_bytes_atomic
 from segdata.model import Annotation, Dataset, ImageRecord
+from segdata.packed import Mapped, PackedList
 from segdata.parallel import map_images
 
 #: Version of the JSON object returned by :func:`write_maps`; bumped on any incompatible change.
@@ -144,7 +145,8 @@ def write_maps(
     -------
     dict
         ``{"schema_version", "destination", "settings", "class_dtype", "totals",
-        "images": [per-image report, …]}``.
+        "images": [per-image report, …]}``; ``"images"`` is a
+        :class:`~segdata.packed.Mapped` view of the reports, held packed.
 
     Raises
     ------
@@ -159,17 +161,18 @@ def write_maps(
     clash = [s for s in dataset.splits if s in _RESERVED]
     if clash and (instance_ids or panoptic):
         raise UsageError(f"split {clash[0]!r} has the name of an output folder ({', '.join(_RESERVED)})")
-    seen: dict[PurePosixPath, int] = {}
+    seen: dict[str, int] = {}  # strings: ~110 bytes an image, a PurePosixPath key ~380
     for image in dataset.images:
         if not image.defect:
-            relative = map_path(image)
+            relative = str(map_path(image))
             if relative in seen:
                 raise UsageError(f"images {seen[relative]} and {image.id} would both be written to "
                                  f"{relative}", record=f"image {image.id}")
             seen[relative] = image.id
     colors = palette_rgb(config, {c.id: c.color for c in dataset.categories.values()}) \
         if palette and config.class_dtype == np.uint8 else None
-    reports, skipped_images = [], []
+    reports: PackedList[ImageComposeReport] = PackedList()  # one an image: packed
+    skipped_images = []
     panoptic_records: dict[str, list[dict]] = {}
     id_tables: dict[str, dict[str, list[int]]] = {}
     with output_dir(destination, overwrite=overwrite) as staging:
@@ -202,7 +205,7 @@ def write_maps(
                      "instance_ids": instance_ids, "panoptic": panoptic},
         "class_dtype": np.dtype(config.class_dtype).name,
         "totals": totals,
-        "images": [report_dict(r) for r in reports],
+        "images": Mapped(report_dict, reports),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from itertools import chain
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -13,7 +14,8 @@ from segdata import converters
 from segdata.categories import read_category_map, remap_categories
 from segdata.cli._options import ImagesRoot, Json, Overlap, Overwrite, Scheduler, Workers
 from segdata.errors import UsageError
-from segdata.io import dumps_json, write_bytes_atomic
+from segdata.io import atomic_file, iter_json
+from segdata.packed import PackedList
 from segdata.parallel import prepare
 from segdata.report import progress_bar, render_conversion, write_json
 
@@ -78,10 +80,11 @@ def convert(
         always = {"overwrite": overwrite, "workers": workers, "progress": progress}
         done = writer.write(dataset, destination, **write_options,
                             **{k: v for k, v in always.items() if k in converters.options(writer.write)})
-    done.changes[:0] = changes
-    result = done.to_dict()
+    done.changes = PackedList(chain(changes, done.changes))
+    result = done.to_dict(lazy=True)
     if report:
-        write_bytes_atomic(report, dumps_json(result, indent=True))
+        with atomic_file(report) as handle:
+            handle.writelines(iter_json(result))
     if json:
         write_json(result)
     else:

@@ -11,8 +11,8 @@ from rich.console import Console
 
 from segdata import converters
 from segdata.cli._options import FailOn, Format, ImagesRoot, Json, Overwrite, Severity, Scheduler, Workers
-from segdata.model import FindingDicts
-from segdata.packed import PackedList
+from segdata.model import Finding
+from segdata.packed import Mapped, PackedList
 from segdata.parallel import prepare
 from segdata.report import render_findings, render_repairs, write_json
 
@@ -66,7 +66,7 @@ def validate(
     # packed (~60 bytes a finding, not ~700 as objects and dicts) and streamed out: several per image
     findings = run_checks(dataset, only=_codes(only), skip=_codes(skip), overlap_mode=overlap_mode.value,
                           workers=workers, collect=PackedList)
-    result = {"findings": FindingDicts(findings), "summary": summarize_findings(findings)}
+    result = {"findings": Mapped(Finding.to_dict, findings), "summary": summarize_findings(findings)}
     if fix is not None:
         repaired, changes = repair(dataset, findings)
         report = converters.get("coco").write(repaired, fix, overwrite=overwrite, workers=workers)

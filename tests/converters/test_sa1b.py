@@ -132,7 +132,7 @@ def test_what_sa1b_cannot_hold_is_reported(tmp_path):
         ("file-renamed", 1, None), ("void-as-unlabeled", 1, None), ("category-lost", 1, 1),
         ("crowd-as-object", 1, 1), ("skipped", 1, 2), ("image-missing", 1, None),
         ("skipped", 3, 4), ("image-missing", 3, None)]
-    assert report.changes[6].detail == "rle-size-mismatch: mask [3, 3], image [6, 4] (height, width)"
+    assert list(report.changes)[6].detail == "rle-size-mismatch: mask [3, 3], image [6, 4] (height, width)"
     back = sa1b.read(tmp_path / "out", images_root=tmp_path)
     assert [(i.id, i.file_name) for i in back.images] == [(1, "a.png"), (3, "c.jpg")]
     kept = back.annotations[0]
