@@ -72,7 +72,8 @@ class PackedList(Generic[T]):
 
 class Mapped(Generic[T, R]):
     """``fn`` of each item, made again on each iteration: a view that :func:`segdata.io.iter_json` writes
-    item by item, so that a JSON document of many results (findings, changes, image reports) is never held whole.
+    item by item, so that a JSON document of many results (findings, changes, image reports) is never
+    held whole.
 
     Examples
     --------
