@@ -97,7 +97,8 @@ class _Rows:
 
 
 def _unpack_rows(files: tuple[str, ...], splits: tuple[str, ...], defects: tuple[str, ...], decode: Decoder,
-                 load: Loader | None, names: tuple[str, ...], dtypes: tuple[str, ...], n: int, packed: bytes) -> _Rows:
+                 load: Loader | None, names: tuple[str, ...], dtypes: tuple[str, ...], n: int,
+                 packed: bytes) -> _Rows:
     """:meth:`_Rows.__reduce__` undone: the columns are read-only views of ``packed``."""
     columns, offset = {}, 0
     for name, dtype in zip(names, map(np.dtype, dtypes)):
