@@ -31,7 +31,8 @@ Usage::
     python benchmarks/synth_images.py      # scale_20k/ and scale_5k/ with 20,000 JPEGs: ~2.5 min, 0.7 GB
     python benchmarks/bench_scale.py [--sizes 5k,20k,118k]
         [--jobs load,stats,validate,convert,semantic,leakage,validate-files,report] [--jobs-118k load,stats]
-        [--backends '1 worker,2 workers,Dask LocalCluster of 2'] [--no-write]
+        [--backends '1 worker,2 workers,Dask LocalCluster of 2'] [--backends-118k '1 worker,2 workers']
+        [--no-write]
 """
 
 from __future__ import annotations
@@ -143,6 +144,17 @@ def section(results: dict, load: dict, loadavg: tuple[float, float]) -> str:
                       for other in (results.get((job, size, "2 workers")),
                                     results.get((job, size, "Dask LocalCluster of 2")))]
             lines.append(f"| {job} | {size} | {ratios[0]} | {ratios[1]} |")
+        growth = [(job, backend, r, results[(job, "118k", backend)])
+                  for (job, size, backend), r in results.items()
+                  if size == "20k" and (job, "118k", backend) in results]
+        if growth:
+            lines += ["", "Growth from 20k to 118k images (issue 10: time linear within 20 %, memory within "
+                      "1.5×):", "", "| job | backend | µs / image, 118k / 20k | peak PSS, 118k / 20k |",
+                      "|---|---|---:|---:|"]
+            for job, backend, small, large in growth:
+                per_image = (large["seconds"] / large["images"]) / (small["seconds"] / small["images"])
+                memory = large["peak_mb"] / small["peak_mb"]
+                lines.append(f"| {job} | {backend} | {per_image:.2f}× | {memory:.2f}× |")
     lines += ["", "Reading the rows: the local backends fork their helper before reading the dataset and "
               "the command's own process takes batches too, whenever its helpers are ahead; the Dask rows "
               "include starting a LocalCluster (a scheduler, two nannies, two workers: each a full "
@@ -167,13 +179,16 @@ def main() -> None:
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--jobs-118k", default="load,stats",
                         help="The jobs also run at 118k (each takes minutes; no image job: no 118k tree).")
+    parser.add_argument("--backends-118k", default=None,
+                        help="The backends of the 118k runs but load (default: --backends).")
     parser.add_argument("--no-write", action="store_true", help="Print the section, leave RESULTS.md alone.")
     args = parser.parse_args()
     sizes, jobs, backends = args.sizes.split(","), args.jobs.split(","), args.backends.split(",")
+    backends_118k = backends if args.backends_118k is None else args.backends_118k.split(",")
     at_118k = [j for j in args.jobs_118k.split(",") if j]  # "" runs nothing at 118k
     if unknown := sorted(set(jobs + at_118k) - {"load", *JOBS, *IMAGE_JOBS}):
         sys.exit(f"unknown job(s) {', '.join(unknown)}; known: {', '.join(['load', *JOBS, *IMAGE_JOBS])}")
-    if unknown := sorted(set(backends) - set(BACKENDS)):
+    if unknown := sorted(set(backends + backends_118k) - set(BACKENDS)):
         sys.exit(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
     if images_at_118k := sorted(set(at_118k) & set(IMAGE_JOBS)):
         sys.exit(f"no JPEG tree at 118k for {', '.join(images_at_118k)}: synth_images.py makes 5k and 20k")
@@ -194,7 +209,7 @@ def main() -> None:
             load[size] = load_row(data)
             print(size, "load", load[size], file=sys.stderr)
         for job in on_file + on_tree:
-            for backend in backends:
+            for backend in backends_118k if size == "118k" else backends:
                 run = job_run(job, data if job in JOBS else tree, BACKENDS[backend])
                 results[(job, size, backend)] = {**run, "images": images}
                 print(size, job, backend, results[(job, size, backend)], file=sys.stderr)
