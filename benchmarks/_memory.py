@@ -18,11 +18,11 @@ def process_tree(pid: int) -> list[int]:
     """``pid`` and all its descendants, from /proc."""
     pids, index = [pid], 0
     while index < len(pids):
-        for task in Path(f"/proc/{pids[index]}/task").glob("*/children"):
-            try:
+        try:  # a process that ends while it is looked at has no children left to count
+            for task in Path(f"/proc/{pids[index]}/task").glob("*/children"):
                 pids.extend(int(child) for child in task.read_text().split())
-            except OSError:
-                pass
+        except OSError:
+            pass
         index += 1
     return pids
 
@@ -43,17 +43,24 @@ def run_measured(command: list[str], interval: float = 0.05, **kwargs) -> tuple[
     peak = 0
     done = threading.Event()
 
+    failed: list[BaseException] = []
+
     def sample() -> None:
         nonlocal peak
-        while not done.is_set():
-            peak = max(peak, sum(_pss_kb(pid) for pid in process_tree(process.pid)))
-            time.sleep(interval)
+        try:
+            while not done.is_set():
+                peak = max(peak, sum(_pss_kb(pid) for pid in process_tree(process.pid)))
+                time.sleep(interval)
+        except BaseException as error:  # a sampler that died would report a peak too low, silently
+            failed.append(error)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     stdout, stderr = process.communicate()
     done.set()
     sampler.join()
+    if failed:
+        raise RuntimeError(f"sampling the memory of {command} failed") from failed[0]
     result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if process.returncode:
         raise subprocess.CalledProcessError(process.returncode, command, stdout, stderr)
