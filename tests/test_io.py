@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import pickle
 import stat
 
 import numpy as np
 
+from segdata import packed as packed_module
 from segdata.io import dumps_json, iter_json, output_dir, write_bytes_atomic
 from segdata.model import Finding
 from segdata.packed import CHUNK, PackedList
@@ -44,6 +46,21 @@ def test_packed_list_gives_back_every_item_in_order_across_chunks():
             packed.append(findings[0])
         seen.append(finding)
     assert seen == findings and len(packed) == len(findings) + 1
+
+
+def test_packed_list_past_its_memory_keeps_chunks_on_disk_and_gives_back_every_item(monkeypatch):
+    findings = _findings(4 * CHUNK + 3)
+    in_memory = len(PackedList(findings[:CHUNK])._chunks[0])
+    monkeypatch.setattr(packed_module, "IN_MEMORY", in_memory)  # room for one chunk
+    packed = PackedList(findings)
+    assert (len(packed._chunks), len(packed._spilled)) == (1, 3) and "3 on disk" in repr(packed)
+    seen = []
+    for finding in packed:  # appended while iterating: not seen by this pass, kept for the next
+        if not seen:
+            packed.extend(findings[:CHUNK])
+        seen.append(finding)
+    assert seen == findings and list(packed) == findings + findings[:CHUNK]
+    assert pickle.loads(pickle.dumps(packed)) == findings + findings[:CHUNK]
 
 
 def test_streamed_json_has_the_bytes_of_the_whole_document():
