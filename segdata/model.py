@@ -126,11 +126,19 @@ class ConversionReport:
 
     def skip_unattached(self, dataset: Dataset) -> None:
         """Report as skipped each annotation whose image the dataset lacks (read from columns, no masks decoded)."""
-        known = {(i.split, i.id) for i in dataset.images}
-        for split, image_id, ann_id, defect in zip(*(annotation_values(dataset.annotations, name).tolist()
-                                                     for name in ("split", "image_id", "id", "defect"))):
-            if (split, image_id) not in known:
-                self.add("skipped", split, image_id, ann_id, defect or "image-ref-unknown")
+        # arrays, not a tuple per image and a Python int per annotation: those were 90 MB at 860k annotations
+        anns = dataset.annotations
+        splits, image_ids = annotation_values(anns, "split"), annotation_values(anns, "image_id")
+        image_splits, ids = image_values(dataset.images, "split"), image_values(dataset.images, "id")
+        attached = np.zeros(len(image_ids), bool)
+        for split in set(splits) & set(image_splits):
+            rows = splits == split
+            attached[rows] = np.isin(image_ids[rows], ids[image_splits == split])
+        unattached = np.flatnonzero(~attached)
+        if len(unattached):
+            ann_ids, defects = (annotation_values(anns, key)[unattached].tolist() for key in ("id", "defect"))
+            for row, ann_id, defect in zip(unattached.tolist(), ann_ids, defects):
+                self.add("skipped", splits[row], int(image_ids[row]), ann_id, defect or "image-ref-unknown")
 
     def counts(self) -> dict[str, int]:
         """Number of changes of each kind, sorted by kind."""

@@ -9,8 +9,9 @@ that each defect is reported once, by the code that saw the raw record.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
+
+import numpy as np
 
 from segdata.model import Dataset, Finding, annotation_values
 from segdata.validators._registry import CODES, Context, reader_findings, register
@@ -25,9 +26,9 @@ def check_schema(dataset: Dataset, context: Context) -> Iterable[Finding]:
     yield from reader_findings(dataset, [c for c in _FROM_READER if c in context.codes])
     if not context.wants("category-unused"):
         return
-    used = Counter(annotation_values(dataset.annotations, "category_id").tolist())
+    used = set(np.unique(annotation_values(dataset.annotations, "category_id")).tolist())  # no list a row
     for category in dataset.categories.values():
-        if not used[category.id]:
+        if category.id not in used:
             yield Finding("category-unused", CODES["category-unused"],
                           f"category {category.id} ({category.name!r}) is defined but no annotation uses it",
                           details={"category_id": category.id, "name": category.name})
