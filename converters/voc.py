@@ -52,7 +52,7 @@ from segdata.masks import Mask
 from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
                            annotation_values)
 from segdata.parallel import map_images
-from segdata.semantic import map_path, palette_rgb
+from segdata.semantic import first_clash, map_path, palette_rgb
 from segdata.stored import AnnotationColumns
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
@@ -511,15 +511,13 @@ def write(
 
 def _check_images(dataset: Dataset) -> None:
     """Refuse, before any pixel is painted, what VOC cannot hold."""
-    seen: dict[str, int] = {}  # strings: ~110 bytes an image, a PurePosixPath key ~380
+    clash = first_clash(lambda: ((i.id, str(_stem(i))) for i in dataset.images if not i.defect))
+    if clash:
+        raise UsageError(f"images {clash[0]} and {clash[1]} would both be written as {clash[2]} (VOC has one "
+                         "folder for every split)", record=f"image {clash[1]}")
     for image, anns in dataset.iter_images():
         if image.defect:
             continue
-        stem = str(_stem(image))
-        if stem in seen:
-            raise UsageError(f"images {seen[stem]} and {image.id} would both be written as {stem} (VOC has one "
-                             "folder for every split)", record=f"image {image.id}")
-        seen[stem] = image.id
         instances = int((annotation_values(anns, "usable") & ~annotation_values(anns, "iscrowd")).sum())
         if instances > _MAX_INSTANCES:
             raise UsageError(f"{instances} instances do not fit an 8-bit SegmentationObject PNG (at most "

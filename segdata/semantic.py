@@ -16,7 +16,7 @@ lossless, so ids survive (pitfall 27: never JPEG a panoptic map).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -72,6 +72,26 @@ def map_path(image: ImageRecord) -> PurePosixPath:
         raise UsageError(f"file_name {image.file_name!r} would be written outside the destination",
                          record=f"image {image.id}")
     return PurePosixPath(image.split) / name.with_suffix(".png") if image.split else name.with_suffix(".png")
+
+
+def first_clash(paths: Callable[[], Iterable[tuple[int, str]]]) -> tuple[int, int, str] | None:
+    """The first image whose output path an earlier one has: ``(earlier id, image id, path)``, or None.
+
+    ``paths()`` gives ``(image id, path)`` in image order, and is called
+    again only when two paths share a hash: the paths are held as 8-byte
+    hashes, not as a dict of strings (~110 bytes an image).
+    """
+    hashes = np.fromiter((hash(path) for _, path in paths()), np.int64)
+    order = np.argsort(hashes, kind="stable")
+    shared = np.flatnonzero(hashes[order][1:] == hashes[order][:-1])
+    suspects = set(order[shared].tolist()) | set(order[shared + 1].tolist())
+    seen: dict[str, int] = {}
+    for position, (image_id, path) in enumerate(paths() if suspects else ()):
+        if position in suspects:
+            if path in seen:
+                return seen[path], image_id, path
+            seen[path] = image_id
+    return None
 
 
 def _panoptic_name(split: str) -> str:
@@ -161,14 +181,10 @@ def write_maps(
     clash = [s for s in dataset.splits if s in _RESERVED]
     if clash and (instance_ids or panoptic):
         raise UsageError(f"split {clash[0]!r} has the name of an output folder ({', '.join(_RESERVED)})")
-    seen: dict[str, int] = {}  # strings: ~110 bytes an image, a PurePosixPath key ~380
-    for image in dataset.images:
-        if not image.defect:
-            relative = str(map_path(image))
-            if relative in seen:
-                raise UsageError(f"images {seen[relative]} and {image.id} would both be written to "
-                                 f"{relative}", record=f"image {image.id}")
-            seen[relative] = image.id
+    clash = first_clash(lambda: ((i.id, str(map_path(i))) for i in dataset.images if not i.defect))
+    if clash:
+        raise UsageError(f"images {clash[0]} and {clash[1]} would both be written to {clash[2]}",
+                         record=f"image {clash[1]}")
     colors = palette_rgb(config, {c.id: c.color for c in dataset.categories.values()}) \
         if palette and config.class_dtype == np.uint8 else None
     reports: PackedList[ImageComposeReport] = PackedList()  # one an image: packed

@@ -289,3 +289,13 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, category, rle_size, opti
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("segdata: error: ") and message in lines[0], result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_two_images_that_map_to_one_png_are_refused_naming_both_before_anything_is_written(tmp_path):
+    images = [ImageRecord(i, name, 4, 4, split="train") for i, name in enumerate(["a.jpg", "b.jpg", "a.png"], 1)]
+    dataset = Dataset({1: Category(1, "a")}, images, [])
+    with pytest.raises(UsageError, match=r"images 1 and 3 would both be written to train/a\.png"):
+        write_maps(dataset, tmp_path / "out", workers=1)
+    assert not (tmp_path / "out").exists()
+    images[2].defect = "image-id-duplicate"  # a defective image is not written: no clash
+    assert write_maps(dataset, tmp_path / "out", workers=1)["totals"]["images"] == 2

@@ -369,3 +369,10 @@ def test_a_map_changed_after_reading_is_an_error_naming_it(samples_dir, tmp_path
     _save_p(np.zeros((4, 4), np.uint8), folder / "SegmentationObject/scene_0001.png")
     with pytest.raises(FormatError, match=r"scene_0001.png: the label map changed since it was read"):
         list(dataset.annotations)
+
+
+def test_two_splits_with_one_file_name_are_refused_naming_both_images(tmp_path):
+    images = [ImageRecord(7, "x.jpg", 4, 4, split="train"), ImageRecord(9, "x.jpg", 4, 4, split="val")]
+    dataset = Dataset({1: Category(1, "a")}, images, [])
+    with pytest.raises(UsageError, match=r"images 7 and 9 would both be written as x \(VOC has one folder"):
+        voc.write(dataset, tmp_path / "out", workers=1)
