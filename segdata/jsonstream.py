@@ -141,11 +141,11 @@ def read_array_items(path: str | Path, *keys: str) -> tuple[dict[str, Any], dict
 
 def chunk_spans(starts: np.ndarray, closing: int, size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The items as runs of about ``size`` bytes (default :data:`CHUNK_BYTES`): ``(starts, stops)`` of each run."""
-    stops = np.append(starts[1:], closing)
     size = size or CHUNK_BYTES
     cuts = np.unique(np.searchsorted(starts, np.arange(starts[0], closing, size))) if len(starts) else []
-    for first, last in zip(cuts, list(cuts[1:]) + [len(starts)]):
-        yield starts[first:last], stops[first:last]
+    for first, last in zip(cuts, list(cuts[1:]) + [len(starts)]):  # stops per run: no copy of all starts
+        tail = [closing] if last == len(starts) else []
+        yield starts[first:last], np.append(starts[first + 1:last + 1], tail).astype(starts.dtype)
 
 
 def parse_items(path: str | Path, starts: np.ndarray, stops: np.ndarray) -> list[Any]:
