@@ -35,7 +35,7 @@ from segdata.masks import Mask, decode_rle_string
 from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
                            image_values)
 from segdata.parallel import map_images, release_free_memory
-from segdata.stored import StoredAnnotations, narrow
+from segdata.stored import StoredAnnotations, narrow, repeated
 from segdata.stored_images import ImageColumns, SourceFields, StoredImages
 
 _SNIFF_BYTES = 1 << 16
@@ -355,7 +355,7 @@ def _resolve(json_path: Path, split: str, index: _Index, categories: dict[int, C
     ``known_image``, ``heights`` and ``widths`` are the records' images' (:meth:`_Sizes.lookup`)."""
     c = index.columns
     n = len(index)
-    duplicate = _repeated(c["id"])
+    duplicate = repeated(c["id"])
     # not np.isin over the rows: its int64 temporaries were 11 MB at 860k rows, the read's peak
     present = np.unique(c["category_id"])
     unknown_category = np.zeros(n, bool)
@@ -387,19 +387,6 @@ def _resolve(json_path: Path, split: str, index: _Index, categories: dict[int, C
         findings += [Finding(code, "error", message, split, image_id, ann_id, str(json_path))
                      for code, message in codes]
     return defect, mask_ok, findings
-
-
-def _repeated(ids: np.ndarray) -> np.ndarray:
-    """Whether each id was used by an earlier row: one sorted copy of the ids, not an argsort's 8 bytes a row
-    and its gathers (16 MB at 860k ids, the read's peak)."""
-    ordered = np.sort(ids)
-    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-    del ordered
-    rows = np.flatnonzero(np.isin(ids, repeated)) if len(repeated) else repeated  # every use of one: few
-    later = np.zeros(len(ids), bool)
-    order = rows[np.argsort(ids[rows], kind="stable")]
-    later[order[1:][ids[order[1:]] == ids[order[:-1]]]] = True
-    return later
 
 
 def _decode(raw: dict, split: str, height: int, width: int, defect: str | None, mask_ok: bool) -> Annotation:

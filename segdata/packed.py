@@ -22,7 +22,7 @@ import pickle
 import tempfile
 import weakref
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO, Generic, TypeVar
 
 T = TypeVar("T")
@@ -126,7 +126,7 @@ class Mapped(Generic[T, R]):
         return map(self.fn, self.items)
 
     def __len__(self) -> int:
-        return len(self.items) if isinstance(self.items, Sized) else sum(1 for _ in self.items)
+        return len(self.items)  # type: ignore[arg-type]
 
     def __eq__(self, other: Any) -> bool:
         if not isinstance(other, (Mapped, list)):

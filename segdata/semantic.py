@@ -32,6 +32,7 @@ from segdata.io import dumps_json, output_dir, write_bytes_atomic
 from segdata.model import Annotation, Dataset, ImageRecord
 from segdata.packed import Mapped, PackedList
 from segdata.parallel import map_images
+from segdata.stored import repeated
 
 #: Version of the JSON object returned by :func:`write_maps`; bumped on any incompatible change.
 SCHEMA_VERSION = 1
@@ -82,12 +83,10 @@ def first_clash(paths: Callable[[], Iterable[tuple[int, str]]]) -> tuple[int, in
     hashes, not as a dict of strings (~110 bytes an image).
     """
     hashes = np.fromiter((hash(path) for _, path in paths()), np.int64)
-    order = np.argsort(hashes, kind="stable")
-    shared = np.flatnonzero(hashes[order][1:] == hashes[order][:-1])
-    suspects = set(order[shared].tolist()) | set(order[shared + 1].tolist())
+    shared = set(hashes[repeated(hashes)].tolist())
     seen: dict[str, int] = {}
-    for position, (image_id, path) in enumerate(paths() if suspects else ()):
-        if position in suspects:
+    for (image_id, path), key in zip(paths() if shared else (), hashes.tolist()):
+        if key in shared:
             if path in seen:
                 return seen[path], image_id, path
             seen[path] = image_id
@@ -178,9 +177,9 @@ def write_maps(
     """
     config = settings(dataset.categories, overlap=overlap, crowd=crowd, void_value=void_value,
                       background_value=background_value, on_invalid=on_invalid)
-    clash = [s for s in dataset.splits if s in _RESERVED]
-    if clash and (instance_ids or panoptic):
-        raise UsageError(f"split {clash[0]!r} has the name of an output folder ({', '.join(_RESERVED)})")
+    reserved = [s for s in dataset.splits if s in _RESERVED]
+    if reserved and (instance_ids or panoptic):
+        raise UsageError(f"split {reserved[0]!r} has the name of an output folder ({', '.join(_RESERVED)})")
     clash = first_clash(lambda: ((i.id, str(map_path(i))) for i in dataset.images if not i.defect))
     if clash:
         raise UsageError(f"images {clash[0]} and {clash[1]} would both be written to {clash[2]}",
