@@ -244,11 +244,13 @@ def _brute_force(queries: np.ndarray, index: np.ndarray, radius: int) -> list[tu
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), radius=st.integers(0, 12),
-       chunks=st.one_of(st.none(), st.integers(1, 13)), centres=st.integers(1, 20))
-def test_radius_search_equals_brute_force(seed, radius, chunks, centres):
+       chunks=st.one_of(st.none(), st.integers(1, 13)), centres=st.integers(1, 20),
+       sizes=st.sampled_from([(150, 200), (200, 150)]))  # more queries than entries: the sides swap
+def test_radius_search_equals_brute_force(seed, radius, chunks, centres, sizes):
     if chunks is not None and (chunks > radius + 1 or 64 // chunks > 24 and radius // chunks > 2):
         chunks = None  # keep explicit choices cheap: choose_chunks avoids wide chunks with many probes
-    queries, index = _clustered_hashes(seed, 150, centres), _clustered_hashes(seed + 1, 200, centres)
+    queries = _clustered_hashes(seed, sizes[0], centres)
+    index = _clustered_hashes(seed + 1, sizes[1], centres)
     q, i, d = radius_search(queries, index, radius, chunks=chunks, batch_candidates=997)
     assert list(zip(q.tolist(), i.tolist(), d.tolist())) == _brute_force(queries, index, radius)
 
@@ -260,6 +262,15 @@ def test_radius_search_on_random_hashes_matches_brute_force_at_radius_8():
     q, i, d = radius_search(queries, index, 8)
     assert list(zip(q.tolist(), i.tolist(), d.tolist())) == _brute_force(queries, index, 8)
     assert len(q) >= 300
+
+
+@pytest.mark.parametrize("numpy_count", [True, False], ids=["bitwise_count", "swar"])
+def test_popcount_counts_every_bit(monkeypatch, numpy_count):
+    if not numpy_count:
+        monkeypatch.delattr(np, "bitwise_count", raising=False)  # numpy 1 has none
+    values = np.random.default_rng(3).integers(0, 2**64 - 1, 1000, dtype=np.uint64, endpoint=True)
+    values[:3] = [0, 1, 2**64 - 1]
+    assert popcount(values).tolist() == [int(v).bit_count() for v in values.tolist()]
 
 
 def test_choose_chunks_is_exact_buckets_on_small_indexes_and_wider_on_large():
