@@ -37,7 +37,7 @@ import io
 import os
 import tempfile
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import combinations
 from math import comb
 from pathlib import Path
@@ -46,6 +46,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from segdata.io import atomic_file
+from segdata.parallel import map_images
 
 #: Side of the grayscale thumbnail kept for verification, and of the grid each hash is computed on.
 THUMB = 32
@@ -369,7 +370,8 @@ def choose_chunks(n_index: int, radius: int) -> int:
 
 
 def radius_search(queries: np.ndarray, index: np.ndarray, radius: int, *, chunks: int | None = None,
-                  batch_candidates: int = 1 << 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  batch_candidates: int = 1 << 16,
+                  workers: int | None = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All (query, index entry) pairs of 64-bit hashes within Hamming ``radius``, without an N×N matrix.
 
     Multi-index hashing: each hash is cut into ``chunks`` bit ranges; by
@@ -388,6 +390,8 @@ def radius_search(queries: np.ndarray, index: np.ndarray, radius: int, *, chunks
         Chunks per hash (default: :func:`choose_chunks`).
     batch_candidates : int
         Rough number of candidates verified per numpy batch (memory bound).
+    workers : int, optional
+        Processes sharing the chunks (:func:`segdata.parallel.map_images`; ``None``: all cores).
 
     Returns
     -------
@@ -408,55 +412,60 @@ def radius_search(queries: np.ndarray, index: np.ndarray, radius: int, *, chunks
     chunks = choose_chunks(len(index), radius) if chunks is None else chunks
     if not 1 <= chunks <= 64:
         raise ValueError(f"chunks must be in 1..64, found {chunks}")
-    found_q, found_i = [], []
-    shift = 64
-    for width in _chunk_widths(chunks):
-        shift -= width
-        mask = np.uint64((1 << width) - 1)
-        keys = (index >> np.uint64(shift)) & mask
-        order = np.argsort(keys, kind="stable")
-        by_key = index[order]  # candidates are compared here, in bucket order: no gather through ``order``
-        if width <= 24:  # a direct-address CSR table: one gather per probe instead of two binary searches
-            sizes = np.bincount(keys.astype(np.int64), minlength=1 << width)
-            occupied = sizes > 0  # 1 byte a bucket: most probes miss, and this table stays in cache
-            offsets = np.zeros((1 << width) + 1, np.int64)
-            np.cumsum(sizes, out=offsets[1:])
-        else:
-            sorted_keys = keys[order]
-        qkeys = (queries >> np.uint64(shift)) & mask
-        flips = _flips(width, radius // chunks)
-        per_query = len(flips) * (1 + len(index) / 2.0**width)
-        step = max(1, int(batch_candidates / per_query))
-        for start in range(0, len(queries), step):
-            probes = (qkeys[start:start + step, None] ^ flips[None, :]).ravel()
-            if width <= 24:
-                probes = probes.astype(np.int64)
-                hit = np.flatnonzero(occupied[probes])
-                lo = offsets[probes[hit]]
-                counts = offsets[probes[hit] + 1] - lo
-            else:
-                lo = np.searchsorted(sorted_keys, probes, "left")
-                counts = np.searchsorted(sorted_keys, probes, "right") - lo
-                hit = np.flatnonzero(counts)
-                lo, counts = lo[hit], counts[hit]
-            if not len(hit):
-                continue
-            ends = np.cumsum(counts)
-            position = np.repeat(lo - (ends - counts), counts) + np.arange(ends[-1])  # in ``by_key``
-            hit_query = start + hit // len(flips)
-            distance = popcount(np.repeat(queries[hit_query], counts) ^ by_key[position])
-            near = np.flatnonzero(distance <= radius)
-            found_q.append(hit_query[np.searchsorted(ends, near, "right")])
-            found_i.append(order[position[near]])
-    if not found_q:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, np.zeros(0, np.uint8)
-    q, i = np.concatenate(found_q), np.concatenate(found_i)
+    widths = _chunk_widths(chunks)
+    spans = [(64 - sum(widths[:k + 1]), width) for k, width in enumerate(widths)]  # (shift, width)
+    search = partial(_search_chunk, queries, index, radius, radius // chunks, batch_candidates)
+    found = list(map_images(search, spans, workers=workers, batch_size=1))
+    q, i = (np.concatenate([part[side] for part in found]) for side in (0, 1))
     if swapped:
         queries, index, q, i = index, queries, i, q
     pair = np.unique(q * max(len(index), 1) + i)
     q, i = pair // max(len(index), 1), pair % max(len(index), 1)
     return q, i, popcount(queries[q] ^ index[i])
+
+
+def _search_chunk(queries: np.ndarray, index: np.ndarray, radius: int, flip_radius: int,
+                  batch_candidates: int, span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs within ``radius`` whose bits at ``span`` (shift, width) differ by ``flip_radius`` at most."""
+    shift, width = span
+    mask = np.uint64((1 << width) - 1)
+    keys = (index >> np.uint64(shift)) & mask
+    order = np.argsort(keys, kind="stable")
+    by_key = index[order]  # candidates are compared here, in bucket order: no gather through ``order``
+    if width <= 24:  # a direct-address CSR table: one gather per probe instead of two binary searches
+        sizes = np.bincount(keys.astype(np.int64), minlength=1 << width)
+        occupied = sizes > 0  # 1 byte a bucket: most probes miss, and this table stays in cache
+        offsets = np.zeros((1 << width) + 1, np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+    else:
+        sorted_keys = keys[order]
+    qkeys = (queries >> np.uint64(shift)) & mask
+    flips = _flips(width, flip_radius)
+    per_query = len(flips) * (1 + len(index) / 2.0**width)
+    step = max(1, int(batch_candidates / per_query))
+    found_q, found_i = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for start in range(0, len(queries), step):
+        probes = (qkeys[start:start + step, None] ^ flips[None, :]).ravel()
+        if width <= 24:
+            probes = probes.astype(np.int64)
+            hit = np.flatnonzero(occupied[probes])
+            lo = offsets[probes[hit]]
+            counts = offsets[probes[hit] + 1] - lo
+        else:
+            lo = np.searchsorted(sorted_keys, probes, "left")
+            counts = np.searchsorted(sorted_keys, probes, "right") - lo
+            hit = np.flatnonzero(counts)
+            lo, counts = lo[hit], counts[hit]
+        if not len(hit):
+            continue
+        ends = np.cumsum(counts)
+        position = np.repeat(lo - (ends - counts), counts) + np.arange(ends[-1])  # in ``by_key``
+        hit_query = start + hit // len(flips)
+        distance = popcount(np.repeat(queries[hit_query], counts) ^ by_key[position])
+        near = np.flatnonzero(distance <= radius)
+        found_q.append(hit_query[np.searchsorted(ends, near, "right")])
+        found_i.append(order[position[near]])
+    return np.concatenate(found_q), np.concatenate(found_i)
 
 
 # --------------------------------------------------------------------------------------------

@@ -176,7 +176,7 @@ def _fingerprints(dataset: Dataset, cache: FingerprintCache, workers: int | None
 
 
 def _near_pairs(table: FingerprintTable, rows: list[int], ok: list[int], max_distance: int, mirror: bool,
-                min_correlation: float) -> dict[tuple[int, int], int]:
+                min_correlation: float, workers: int | None) -> dict[tuple[int, int], int]:
     """Verified near-duplicate pairs ``(i, j)`` with ``i < j`` -> Hamming distance of the hashes that matched.
 
     Every hash of every image but the mirrored one (its whole image and 16
@@ -193,7 +193,8 @@ def _near_pairs(table: FingerprintTable, rows: list[int], ok: list[int], max_dis
     hashes = table.hashes[[rows[i] for i in ok]]
     index = hashes[:, [WHOLE, MIRRORED] if mirror else [WHOLE]].T.ravel()  # e: image e % n, mirrored e >= n
     kinds = np.array([k for k in range(len(REGIONS)) if k != MIRRORED])
-    q, e, dist = radius_search(hashes[:, kinds].ravel(), index, max_distance)  # q: image q // K, kinds[q % K]
+    # q: image q // K, region kinds[q % K]
+    q, e, dist = radius_search(hashes[:, kinds].ravel(), index, max_distance, workers=workers)
     a, region, b, flipped = q // len(kinds), kinds[q % len(kinds)], e % n, e >= n
     keep = a != b
     a, region, b, flipped, dist = a[keep], region[keep], b[keep], flipped[keep], dist[keep]
@@ -287,7 +288,7 @@ def find_leaks(
                 link(i, j, kind, distance)
 
     link_equal([(i, file_hash[i]) for i in ok], "exact-file", 0)
-    near = _near_pairs(table, rows, ok, max_distance, mirror, min_correlation)
+    near = _near_pairs(table, rows, ok, max_distance, mirror, min_correlation, workers)
     table.close()
     headers: dict[int, tuple | None] = {}
     pixel_digests: dict[int, bytes | None] = {}

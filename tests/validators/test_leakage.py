@@ -255,11 +255,12 @@ def test_radius_search_equals_brute_force(seed, radius, chunks, centres, sizes):
     assert list(zip(q.tolist(), i.tolist(), d.tolist())) == _brute_force(queries, index, radius)
 
 
-def test_radius_search_on_random_hashes_matches_brute_force_at_radius_8():
+@pytest.mark.parametrize("workers", [1, 2])
+def test_radius_search_on_random_hashes_matches_brute_force_at_radius_8(workers):
     rng = np.random.default_rng(8)
     index = rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64)
     queries = index[:300] ^ (np.uint64(1) << rng.integers(0, 64, 300).astype(np.uint64))
-    q, i, d = radius_search(queries, index, 8)
+    q, i, d = radius_search(queries, index, 8, workers=workers)  # 2: the chunks shared with a helper
     assert list(zip(q.tolist(), i.tolist(), d.tolist())) == _brute_force(queries, index, 8)
     assert len(q) >= 300
 
