@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import resource
+import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -27,6 +29,12 @@ def _page_faults_of_a_second_image(_) -> int:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     np.ones(4 << 20, np.uint8)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def _slow_in_a_helper(main_pid: int, x: int) -> int:
+    if os.getpid() != main_pid:
+        time.sleep(0.3)
+    return os.getpid()
 
 
 def _sum_and_where(batch: list[int]) -> tuple[int, int, int]:
@@ -64,6 +72,12 @@ def test_this_process_and_its_helper_both_take_whole_batches():
     batches = [set(pids[start:start + 10]) for start in range(0, 400, 10)]
     assert all(len(batch) == 1 for batch in batches)
     assert {os.getpid()} in batches and any(batch != {os.getpid()} for batch in batches)
+
+
+def test_this_process_goes_on_with_new_batches_while_a_helper_is_slow():
+    pids = list(map_images(partial(_slow_in_a_helper, os.getpid()), iter(range(30)), workers=2, batch_size=1))
+    # the helper is sent ~3 batches it cannot give back; waiting for them, this process did 18 at most
+    assert pids.count(os.getpid()) >= 25
 
 
 def test_the_last_batches_of_a_list_shrink_so_that_no_one_waits_long_for_them():
