@@ -35,9 +35,11 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from functools import partial
 from pathlib import Path, PurePosixPath
+from typing import TextIO
 
 import numpy as np
 import orjson
@@ -488,10 +490,10 @@ def write(
     palette = palette_rgb(config, {c.id: c.color for c in dataset.categories.values()})
     palette[_VOID] = _VOID_COLOR
     report = ConversionReport("voc")
-    lists: dict[str, list[str]] = {}
-    with output_dir(path, overwrite=overwrite) as staging:
+    with output_dir(path, overwrite=overwrite) as staging, ExitStack() as open_lists:
         for name in ("SegmentationClass", "SegmentationObject", "ImageSets/Segmentation"):
             (staging / name).mkdir(parents=True)
+        lists: dict[str, TextIO] = {}  # each split's list, written as its images are: 118k stems were 8 MB
         job = partial(_write_image, config=config, staging=staging, palette=palette, copy_images=copy_images)
         for image, (stem, changes, written) in zip(
                 dataset.images, map_images(job, dataset.iter_images(), workers=workers, progress=progress)):
@@ -500,10 +502,11 @@ def write(
                 continue
             report.images_written += 1
             report.annotations_written += written
-            lists.setdefault(image.split or _DEFAULT_SPLIT, []).append(stem)
-        for split, stems in lists.items():
-            (staging / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(
-                "".join(f"{s}\n" for s in stems), encoding="utf-8")
+            split = image.split or _DEFAULT_SPLIT
+            if split not in lists:
+                where = staging / "ImageSets" / "Segmentation" / f"{split}.txt"
+                lists[split] = open_lists.enter_context(open(where, "w", encoding="utf-8", newline="\n"))
+            lists[split].write(f"{stem}\n")
         (staging / "labelmap.txt").write_text(_labelmap(dataset, palette), encoding="utf-8")
     report.skip_unattached(dataset)
     return report

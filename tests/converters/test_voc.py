@@ -88,6 +88,9 @@ def test_coco_sample_round_trip_keeps_every_unoverlapped_instance(samples_dir, t
     assert report.images_written == 60 and report.counts()["crowd-as-void"] == 3
     again = voc.read(tmp_path / "voc")
     assert again.findings == [] and again.splits == ["train", "val", "test"]
+    for split in again.splits:  # each list in image order, written as the images were
+        listed = (tmp_path / "voc/ImageSets/Segmentation" / f"{split}.txt").read_text().splitlines()
+        assert listed == [Path(i.file_name).stem for i in source.images if i.split == split]
     assert {c.id: c.name for c in again.categories.values()} == {c.id: c.name for c in source.categories.values()}
     back = {(i.split, Path(i.file_name).stem): i.id for i in again.images}
     by_image = again.annotations_by_image()
