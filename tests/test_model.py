@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
+from segdata import model
 from segdata.converters import coco
 from segdata.model import Annotation, Category, ConversionReport, Dataset, ImageRecord
 
 
-def test_each_annotation_without_its_image_in_its_split_is_reported_skipped_in_order():
+@pytest.mark.parametrize("run", [model._RUN, 3])  # 3: the rows looked at in several runs
+def test_each_annotation_without_its_image_in_its_split_is_reported_skipped_in_order(monkeypatch, run):
+    monkeypatch.setattr(model, "_RUN", run)
     images = [ImageRecord(1, "a.png", 4, 4, split="train"), ImageRecord(2, "b.png", 4, 4, split="val")]
     anns = [Annotation(10, 1, 1, None, split="train"), Annotation(11, 2, 1, None, split="train"),
             Annotation(12, 2, 1, None, split="val"),
@@ -19,7 +23,9 @@ def test_each_annotation_without_its_image_in_its_split_is_reported_skipped_in_o
         ("skipped", "train", 2, 11, "image-ref-unknown"), ("skipped", "test", 5, 13, "mask-empty")]
 
 
-def test_a_stored_coco_file_reports_its_dangling_annotation(tmp_path):
+@pytest.mark.parametrize("run", [model._RUN, 1])
+def test_a_stored_coco_file_reports_its_dangling_annotation(tmp_path, monkeypatch, run):
+    monkeypatch.setattr(model, "_RUN", run)
     path = tmp_path / "instances_train.json"
     path.write_bytes(orjson.dumps({
         "images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 3}],
