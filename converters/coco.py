@@ -269,11 +269,13 @@ _INDEX_BYTES = 1 << 18
 
 @dataclass
 class _Index:
-    """The columns of some records, and their mask defects: ``(row, code, message)``; RLE sizes for rows that have one."""
+    """The columns of some records, and their mask defects: ``(row, code, message)``; ``rle_sizes``: rows
+    ``(row, height, width)`` of the records that are RLE (an array: as a dict, 25k of them at 118k COCO images
+    were 5 MB of small objects, and their heap pages stayed after them)."""
 
     columns: dict[str, np.ndarray]
     mask_defects: list[tuple[int, str, str]]
-    rle_sizes: dict[int, tuple[int, int]]
+    rle_sizes: np.ndarray
 
     def __len__(self) -> int:
         return len(self.columns["id"])
@@ -286,7 +288,7 @@ class _Index:
         columns = {name: np.empty(total, np.result_type(*(p.columns[name] for p in parts)) if parts
                                   else np.int64) for name in names}
         mask_defects: list[tuple[int, str, str]] = []
-        rle_sizes: dict[int, tuple[int, int]] = {}
+        rle_sizes: list[np.ndarray] = [np.zeros((0, 3), np.int64)]
         offset = 0
         parts.reverse()
         while parts:
@@ -296,9 +298,9 @@ class _Index:
             for name in names:
                 columns[name][offset:offset + len(part)] = part.columns[name]
             mask_defects += [(row + offset, code, message) for row, code, message in part.mask_defects]
-            rle_sizes.update((row + offset, size) for row, size in part.rle_sizes.items())
+            rle_sizes.append(part.rle_sizes + [offset, 0, 0])
             offset += len(part)
-        return _Index(columns, mask_defects, rle_sizes)
+        return _Index(columns, mask_defects, np.concatenate(rle_sizes))
 
 
 def _index_records(task: tuple) -> _Index:
@@ -309,7 +311,7 @@ def _index_records(task: tuple) -> _Index:
     n = len(records)
     ids, image_ids, category_ids = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
     iscrowd, face = np.zeros(n, bool), np.full(n, -1, np.int8)
-    mask_defects, rle_sizes = [], {}
+    mask_defects, rle_sizes = [], []
     for row, raw in enumerate(records):
         if not isinstance(raw, dict):
             raise FormatError(f"expected an object, found {type(raw).__name__}", path=path,
@@ -329,7 +331,7 @@ def _index_records(task: tuple) -> _Index:
         try:
             if isinstance(segmentation, dict):
                 mask = Mask.from_rle(segmentation)
-                rle_sizes[row] = mask.shape_hw
+                rle_sizes.append((row, *mask.shape_hw))
             elif isinstance(segmentation, list):
                 mask = Mask.from_polygons(segmentation, 0, 0)
             else:
@@ -344,7 +346,8 @@ def _index_records(task: tuple) -> _Index:
         columns.update(start=np.asarray(starts, np.int64), stop=np.asarray(stops, np.int64))
     else:
         columns.update(start=np.zeros(n, np.int64), stop=np.zeros(n, np.int64))
-    return _Index({name: narrow(values) for name, values in columns.items()}, mask_defects, rle_sizes)
+    return _Index({name: narrow(values) for name, values in columns.items()}, mask_defects,
+                  np.array(rle_sizes, np.int64).reshape(-1, 3))
 
 
 def _resolve(json_path: Path, split: str, index: _Index, categories: dict[int, Category],
@@ -363,10 +366,11 @@ def _resolve(json_path: Path, split: str, index: _Index, categories: dict[int, C
         unknown_category |= c["category_id"] == value
     unknown_image = ~known_image
     mask_defects = {row: (code, message) for row, code, message in index.mask_defects}
-    for row, (height, width) in index.rle_sizes.items():
-        if not unknown_image[row] and (height, width) != (heights[row], widths[row]):
-            mask_defects[row] = ("rle-size-mismatch", f"RLE size {[height, width]} differs from image size "
-                                 f"{[int(heights[row]), int(widths[row])]} (height, width)")
+    rows, rle_heights, rle_widths = index.rle_sizes.T
+    wrong = ~unknown_image[rows] & ((rle_heights != heights[rows]) | (rle_widths != widths[rows]))
+    for row, height, width in index.rle_sizes[wrong].tolist():
+        mask_defects[row] = ("rle-size-mismatch", f"RLE size {[height, width]} differs from image size "
+                             f"{[int(heights[row]), int(widths[row])]} (height, width)")
     defect = np.full(n, -1, np.int16)
     mask_ok = ~unknown_image
     mask_ok[list(mask_defects)] = False

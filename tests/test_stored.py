@@ -46,6 +46,7 @@ def test_defects_found_by_the_tasks_match_the_reference_messages(tmp_path, tiny_
             {"id": 4, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 1, float("nan")]]}]
     anns += [{"id": 10 + i, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 3, 0, 3, 2] * 40]}
              for i in range(60)]  # enough bytes for several tasks
+    anns.append({"id": 99, "image_id": 1, "category_id": 1, "segmentation": {"size": [5, 5], "counts": [25]}})
     text = orjson.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}]})
     path = tmp_path / "instances_train.json"
     path.write_bytes(text)
@@ -53,7 +54,7 @@ def test_defects_found_by_the_tasks_match_the_reference_messages(tmp_path, tiny_
     assert isinstance(dataset.annotations, StoredAnnotations)
     assert [(f.code, f.annotation_id) for f in dataset.findings] == [
         ("annotation-id-duplicate", 1), ("category-unknown", 1), ("image-ref-unknown", 2),
-        ("rle-size-mismatch", 3), ("polygon-odd-coordinates", 4)]
+        ("rle-size-mismatch", 3), ("polygon-odd-coordinates", 4), ("rle-size-mismatch", 99)]
     assert annotation_values(dataset.annotations, "defect").tolist()[:6] == [
         None, "annotation-id-duplicate", "image-ref-unknown", "rle-size-mismatch", "polygon-odd-coordinates", None]
     assert [a.mask is not None for a in dataset.annotations[:6]] == [True, True, False, False, False, True]
