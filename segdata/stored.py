@@ -258,7 +258,7 @@ class StoredAnnotations(Sequence[Annotation]):
                 low, high = (int(np.searchsorted(split_sorted, split, side)) for side in ("left", "right"))
                 ids = c["image_id"][order[low:high]]
                 starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-                per_split[split] = (ids[starts], np.r_[starts, len(ids)] + low)
+                per_split[split] = (ids[starts], narrow(np.r_[starts, len(ids)] + low))
             self._groups = per_split, order
         return self._groups
 

@@ -71,7 +71,7 @@ class StoredImages(Sequence[ImageRecord]):
     def __init__(self, columns: dict[str, np.ndarray], names: bytes, name_ends: np.ndarray,
                  tables: dict[str, tuple], skip: frozenset[str]):
         self.columns = {name: narrow(values) for name, values in columns.items()}
-        self._names, self._name_ends = names, name_ends
+        self._names, self._name_ends = names, narrow(name_ends)
         self.tables, self.skip = tables, skip  # split / defect / folder / file: index → value
 
     def __len__(self) -> int:
@@ -128,8 +128,8 @@ class StoredImages(Sequence[ImageRecord]):
                 values = part.columns[name]
                 builder._columns[name].extend((remap[name][values] if name in remap else values).tolist())
             builder._names += part._names
-            builder._name_ends.extend((part._name_ends + builder._name_ends[-1] if builder._name_ends
-                                       else part._name_ends).tolist())
+            ends = part._name_ends.astype(np.int64)
+            builder._name_ends.extend((ends + builder._name_ends[-1] if builder._name_ends else ends).tolist())
         return builder.build()
 
 
