@@ -128,8 +128,8 @@ class StoredImages(Sequence[ImageRecord]):
                 values = part.columns[name]
                 builder._columns[name].extend((remap[name][values] if name in remap else values).tolist())
             builder._names += part._names
-            ends = part._name_ends.astype(np.int64)
-            builder._name_ends.extend((ends + builder._name_ends[-1] if builder._name_ends else ends).tolist())
+            ends = part._name_ends.astype(np.int64) + (builder._name_ends[-1] if builder._name_ends else 0)
+            builder._name_ends.extend(ends.tolist())
         return builder.build()
 
 
