@@ -33,7 +33,7 @@ from segdata.io import dumps_json, output_dir, read_json
 from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array_items
 from segdata.masks import Mask, decode_rle_string
 from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
-                           image_values)
+                           find_sorted, image_values)
 from segdata.parallel import map_images, release_free_memory
 from segdata.stored import StoredAnnotations, narrow, repeated
 from segdata.stored_images import ImageColumns, SourceFields, StoredImages
@@ -193,9 +193,8 @@ class _Sizes:
             return known, heights, widths
         for low in range(0, n, 1 << 16):  # in runs: the 8-byte positions of all ids would be 7 MB at 860k
             run = slice(low, low + (1 << 16))
-            at = np.searchsorted(self.ids, image_ids[run])
-            np.minimum(at, len(self.ids) - 1, out=at)
-            known[run] = found = self.ids[at] == image_ids[run]
+            found, at = find_sorted(self.ids, image_ids[run])
+            known[run] = found
             heights[run] = np.where(found, self.heights[at], 0)
             widths[run] = np.where(found, self.widths[at], 0)
         return known, heights, widths

@@ -413,7 +413,7 @@ def radius_search(queries: np.ndarray, index: np.ndarray, radius: int, *, chunks
     if not 1 <= chunks <= 64:
         raise ValueError(f"chunks must be in 1..64, found {chunks}")
     widths = _chunk_widths(chunks)
-    spans = [(64 - sum(widths[:k + 1]), width) for k, width in enumerate(widths)]  # (shift, width)
+    spans = list(zip((64 - np.cumsum(widths)).tolist(), widths))  # (shift, width), high bits first
     search = partial(_search_chunk, queries, index, radius, radius // chunks, batch_candidates)
     found = list(map_images(search, spans, workers=workers, batch_size=1))
     q, i = (np.concatenate([part[side] for part in found]) for side in (0, 1))

@@ -137,8 +137,7 @@ class ConversionReport:
             attached = np.zeros(len(splits), bool)
             for split, ids in known.items():
                 rows = np.flatnonzero(splits == split)
-                at = np.minimum(np.searchsorted(ids, run_image_ids[rows]), len(ids) - 1)
-                attached[rows] = ids[at] == run_image_ids[rows]
+                attached[rows] = find_sorted(ids, run_image_ids[rows])[0]
             unattached = np.flatnonzero(~attached)
             ann_ids, defects = (annotation_values(run, key)[unattached].tolist() for key in ("id", "defect"))
             for row, ann_id, defect in zip(unattached.tolist(), ann_ids, defects):
@@ -178,6 +177,13 @@ _FIELDS = {"split": object, "defect": object, "id": np.int64, "image_id": np.int
 
 #: Rows per run where a whole column's temporaries would grow with the dataset.
 _RUN = 1 << 16
+
+
+def find_sorted(ordered: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each of ``values`` is in ``ordered`` (sorted, not empty), and its index there (clipped)."""
+    at = np.searchsorted(ordered, values)
+    np.minimum(at, len(ordered) - 1, out=at)
+    return ordered[at] == values, at
 
 
 def annotation_values(annotations: Sequence[Annotation], name: str) -> np.ndarray:
