@@ -94,8 +94,11 @@ def use_scheduler(address: str | None, workers: int | None = None, *, timeout: f
     dask.config.set({"distributed.admin.low-level-log-length": 0})
     try:
         if address == "local":
+            # no dashboard; its scheduler's HTTP routes (health, metrics) on a free port, not on 8787,
+            # which a second command's cluster would find taken and say so
             cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                                   silence_logs=logging.ERROR)
             _dask = Client(cluster, set_as_default=False)
         else:
             _dask = Client(address, timeout=timeout, set_as_default=False)

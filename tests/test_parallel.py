@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import socket
 import time
 from functools import partial
 
@@ -120,8 +121,13 @@ def test_rejects_zero_workers():
         list(map_images(_square, [1], workers=0))
 
 
-def test_dask_local_cluster_gives_the_same_results():
-    parallel.use_scheduler("local", workers=2)
+def test_dask_local_cluster_gives_the_same_results(recwarn):
+    with socket.socket() as dashboard_port:
+        try:
+            dashboard_port.bind(("127.0.0.1", 8787))  # as a second command's cluster would find it
+        except OSError:
+            pass  # taken already
+        parallel.use_scheduler("local", workers=2)
     try:
         done = []
         assert list(map_images(_square, range(103), batch_size=5, progress=done.append)) == [x * x for x in range(103)]
@@ -131,6 +137,7 @@ def test_dask_local_cluster_gives_the_same_results():
     finally:
         parallel.use_scheduler(None)
     assert parallel._dask is None
+    assert not [w for w in recwarn if "already in use" in str(w.message)]
 
 
 def test_unreachable_scheduler_is_a_usage_error():
