@@ -7,9 +7,11 @@ import ctypes
 import gc
 import logging
 import os
+import pickle
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from functools import partial
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -282,8 +284,8 @@ def _dispatch(run: Callable[[Callable, list], list], fn: Callable, items: Iterab
     if _dask is not None:
         executor = _dask.get_executor(pure=False)
         slots = max(1, sum(_dask.nthreads().values()))
-        yield from _map_batches(executor, run, fn, items, slots, batch_size or CLUSTER_BATCH, progress,
-                                share=False)
+        yield from _map_batches(partial(_submit_pickled, executor), run, fn, items, slots,
+                                batch_size or CLUSTER_BATCH, progress, share=False)
         return
     batch_size = batch_size or 32
     workers = default_workers() if workers is None else workers
@@ -302,21 +304,36 @@ def _dispatch(run: Callable[[Callable, list], list], fn: Callable, items: Iterab
                 since_trim = 0
         return
     if _started is not None and _started[0] == workers:
-        yield from _map_batches(_started[1], run, fn, items, workers, batch_size, progress)
+        yield from _map_batches(_started[1].submit, run, fn, items, workers, batch_size, progress)
         return
     # forked helpers share this process's pages until something writes to them; the garbage collector
     # would write to every object's header, so the objects that exist now are kept out of its sight
     gc.freeze()
     try:
         with ProcessPoolExecutor(max_workers=workers - 1, initializer=_reuse_freed_pages) as pool:
-            yield from _map_batches(pool, run, fn, items, workers, batch_size, progress)
+            yield from _map_batches(pool.submit, run, fn, items, workers, batch_size, progress)
     finally:
         gc.unfreeze()
 
 
-def _map_batches(pool: Executor, run, fn, items, workers: int, batch_size: int, progress,
+def _submit_pickled(executor: Executor, run: Callable, fn: Callable, batch: list) -> Future:
+    """Submit a batch to a Dask cluster as one string of bytes.
+
+    Dask's scheduler unpickles every task it is sent and pickles it again
+    for the worker; bytes cross it untouched.  Over 20k images of
+    ``validate`` on a 2-worker LocalCluster, whose scheduler runs in the
+    command's process, that process's CPU went from 15.0 to 11.5 s.
+    """
+    return executor.submit(_run_pickled, run, fn, pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _run_pickled(run: Callable, fn: Callable, batch: bytes) -> list:
+    return run(fn, pickle.loads(batch))
+
+
+def _map_batches(submit: Callable[..., Future], run, fn, items, workers: int, batch_size: int, progress,
                  share: bool = True) -> Iterator:
-    """Send batches to the pool in order; locally (``share``) this process also takes some.
+    """Send batches, in order, with ``submit(run, fn, batch)``; locally (``share``) this process takes some.
 
     Whenever the oldest batch is not done, this process takes the newest one
     no helper has started (its future cancelled), or else the next one not
@@ -325,7 +342,7 @@ def _map_batches(pool: Executor, run, fn, items, workers: int, batch_size: int, 
     still come out in input order, and the batches done here are never
     pickled.  Waiting instead for a helper's batch left this process idle a
     quarter of the time (fingerprints of 20k JPEGs, 2 workers: 8.1 s, now
-    7.2 s; 1 worker: 13.6 s).  On a cluster (``share=False``) the pool does
+    7.2 s; 1 worker: 13.6 s).  On a cluster (``share=False``) its workers do
     all of them.
     """
     window: deque[list] = deque()  # [future, batch, results once done here], in input order
@@ -335,7 +352,7 @@ def _map_batches(pool: Executor, run, fn, items, workers: int, batch_size: int, 
 
     def refill() -> None:
         while len(window) < limit and (batch := next(batches, None)) is not None:
-            window.append([pool.submit(run, fn, batch), batch, None])
+            window.append([submit(run, fn, batch), batch, None])
 
     try:
         refill()

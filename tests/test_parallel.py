@@ -42,6 +42,26 @@ def _sum_and_where(batch: list[int]) -> tuple[int, int, int]:
     return sum(batch), len(batch), os.getpid()
 
 
+_UNPICKLED: list[int] = []  # the values of the _Items unpickled in this process
+
+
+class _Item:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __reduce__(self):
+        return _unpickle_item, (self.value,)
+
+
+def _unpickle_item(value: int) -> _Item:
+    _UNPICKLED.append(value)
+    return _Item(value)
+
+
+def _value(item: _Item) -> int:
+    return item.value
+
+
 def _fail_on_seven(x: int) -> int:
     if x == 7:
         raise ZeroDivisionError(f"item {x}")
@@ -134,6 +154,8 @@ def test_dask_local_cluster_gives_the_same_results(recwarn):
         assert sum(done) == 103
         assert os.getpid() not in set(map_images(_where, range(20), batch_size=5))  # all of it on the cluster
         assert list(map_batches(len, iter(range(600)))) == [256, 256, 88]  # tasks worth a cluster's overhead
+        # its scheduler runs in this process and passes the batches on without unpickling them
+        assert list(map_images(_value, [_Item(v) for v in range(10)])) == list(range(10)) and not _UNPICKLED
     finally:
         parallel.use_scheduler(None)
     assert parallel._dask is None
