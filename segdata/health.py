@@ -52,8 +52,6 @@ from segdata.validators.leakage import LeakageResult, find_leaks
 SCHEMA_VERSION = 1
 #: The jobs, in the order they run; progress is reported per stage.
 STAGES = ("validate", "leakage", "stats")
-#: Per-image passes of :func:`segdata.validators.validate` that report progress (geometry, consistency, overlap).
-_VALIDATE_PASSES = 3
 #: Validation codes about an image file; leakage's ``file-unreadable`` for the same image is not counted twice.
 _FILE_CODES = frozenset({"file-missing", "file-unreadable", "image-size-mismatch"})
 
@@ -107,12 +105,12 @@ class HealthReport:
 
 
 def stage_totals(dataset: Dataset) -> dict[str, int]:
-    """Work units of each stage (images, times the passes over them), for a progress bar.
+    """Work units of each stage (its images: each stage makes one pass over them), for a progress bar.
 
     :func:`check_health` reports exactly this many units per stage.
     """
     n = len(dataset.images)
-    return {"validate": _VALIDATE_PASSES * n, "leakage": n, "stats": n}
+    return dict.fromkeys(STAGES, n)
 
 
 def merge_findings(validation: Iterable, leakage: list) -> Iterator:

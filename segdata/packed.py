@@ -40,11 +40,12 @@ IN_MEMORY = 4 << 20
 class PackedList(Generic[T]):
     """Items appended in order, iterated in order (any number of times); not indexable.
 
-    Past :data:`IN_MEMORY` packed bytes, chunks are written to a temporary
+    Past ``in_memory`` packed bytes, chunks are written to a temporary
     file (deleted when the list is) and read back on each iteration.
     """
 
-    def __init__(self, items: Iterable[T] = ()):
+    def __init__(self, items: Iterable[T] = (), *, in_memory: int = IN_MEMORY):
+        self._in_memory = in_memory
         self._chunks: list[bytes] = []
         self._spilled: list[tuple[int, int]] = []  # (offset, length) of each chunk in self._file
         self._file: BinaryIO | None = None
@@ -62,7 +63,7 @@ class PackedList(Generic[T]):
     def _pack(self) -> None:
         chunk = zlib.compress(pickle.dumps(self._tail, pickle.HIGHEST_PROTOCOL), 1)
         self._tail = []
-        if self._held + len(chunk) <= IN_MEMORY:
+        if self._held + len(chunk) <= self._in_memory:
             self._chunks.append(chunk)
             self._held += len(chunk)
             return

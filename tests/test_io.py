@@ -8,7 +8,6 @@ import stat
 
 import numpy as np
 
-from segdata import packed as packed_module
 from segdata.io import dumps_json, iter_json, output_dir, write_bytes_atomic
 from segdata.model import Finding
 from segdata.packed import CHUNK, PackedList
@@ -48,11 +47,10 @@ def test_packed_list_gives_back_every_item_in_order_across_chunks():
     assert seen == findings and len(packed) == len(findings) + 1
 
 
-def test_packed_list_past_its_memory_keeps_chunks_on_disk_and_gives_back_every_item(monkeypatch):
+def test_packed_list_past_its_memory_keeps_chunks_on_disk_and_gives_back_every_item():
     findings = _findings(4 * CHUNK + 3)
     in_memory = len(PackedList(findings[:CHUNK])._chunks[0])
-    monkeypatch.setattr(packed_module, "IN_MEMORY", in_memory)  # room for one chunk
-    packed = PackedList(findings)
+    packed = PackedList(findings, in_memory=in_memory)  # room for one chunk
     assert (len(packed._chunks), len(packed._spilled)) == (1, 3) and "3 on disk" in repr(packed)
     seen = []
     for finding in packed:  # appended while iterating: not seen by this pass, kept for the next

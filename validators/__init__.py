@@ -22,12 +22,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import TypeVar
 
 from segdata.errors import UsageError
-from segdata.model import SEVERITIES, Dataset, Finding
+from segdata.model import SEVERITIES, Annotation, Dataset, Finding, ImageRecord
+from segdata.packed import PackedList
+from segdata.parallel import map_images
 from segdata.validators import consistency, files, formats, geometry, overlap, schema  # noqa: F401  (they register)
-from segdata.validators._registry import CHECKS, CODES, OVERLAP_MODES, Context
+from segdata.validators._registry import CHECKS, CODES, OVERLAP_MODES, Context, ImageJob
 
 __all__ = ["CODES", "FAIL_ON", "OVERLAP_MODES", "fails", "select_codes", "summarize_findings", "validate"]
 
@@ -78,7 +81,7 @@ def validate(
     workers : int, optional
         Processes for the per-image checks (default: all cores).
     progress : callable, optional
-        Called with the number of images just finished, once per per-image check.
+        Called with the number of images just finished (one pass for all per-image checks).
     collect : callable, optional
         Given the findings as an iterator, as the checks produce them, returns what ``validate``
         returns (default ``list``; :class:`segdata.packed.PackedList` holds many compactly).
@@ -86,7 +89,7 @@ def validate(
     Returns
     -------
     list of Finding
-        In registry order (files, schema, geometry, consistency, overlap), then image order
+        In registry order (consistency, files, formats, geometry, overlap, schema), then image order
         (or what ``collect`` made of them).
 
     Raises
@@ -100,8 +103,41 @@ def validate(
     if min_area < 1:
         raise UsageError(f"min_area must be at least 1 pixel, found {min_area}")
     context = Context(codes, overlap_mode, min_area, workers, progress)
-    return collect(f for check in CHECKS.values() if context.wants(*check.codes)
-                   for f in check.fn(dataset, context) if f.code in codes)
+    return collect(f for f in _run_checks(dataset, context) if f.code in codes)
+
+
+def _run_checks(dataset: Dataset, context: Context) -> Iterator[Finding]:
+    """The checks' findings in registry order; their per-image parts run in one pass, at the first one.
+
+    The findings of every part but the one being reported wait, packed, on
+    disk: they can number one per overlapping pair of instances.
+    """
+    checks = [check for check in CHECKS.values() if context.wants(*check.codes)]
+    parts = {check.name: part for check in checks if check.image_part and (part := check.image_part(context))}
+    held: dict[str, PackedList[Finding]] | None = None
+    for check in checks:
+        yield from check.fn(dataset, context)
+        if check.name in parts:
+            if held is None:
+                held = _per_image_findings(dataset, parts, context)
+            yield from held.pop(check.name)
+
+
+def _per_image_findings(dataset: Dataset, parts: dict[str, ImageJob],
+                        context: Context) -> dict[str, PackedList[Finding]]:
+    held = {name: PackedList(in_memory=0) for name in parts}
+    jobs = ((image, anns) for image, anns in dataset.iter_images() if not image.defect and anns)
+    for found in map_images(partial(_image_findings, parts=tuple(parts.values())), jobs,
+                            workers=context.workers, progress=context.progress):
+        for findings, kept in zip(found, held.values()):
+            kept.extend(findings)
+    return held
+
+
+def _image_findings(job: tuple[ImageRecord, list[Annotation]],
+                    parts: tuple[ImageJob, ...]) -> list[list[Finding]]:
+    """Every part's findings of one image, its annotations decoded once (module level: pickled to helpers)."""
+    return [part(job) for part in parts]
 
 
 def summarize_findings(findings: Iterable[Finding]) -> dict:

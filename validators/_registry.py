@@ -3,7 +3,11 @@
 A check is a function ``(dataset, context) -> Iterable[Finding]``.  It is
 registered with the codes it may emit, so that ``--only``/``--skip`` can be
 checked against a closed list before any work starts, and so that each code
-has exactly one default severity, documented in one place.
+has exactly one default severity, documented in one place.  A check that
+looks at each image's annotations registers that work as its
+``image_part``: :func:`segdata.validators.validate` runs the parts of all
+such checks in one pass over the images, so that each image's annotations
+are read and decoded once, not once per check.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from segdata.model import SEVERITIES, Dataset, Finding
+from segdata.model import SEVERITIES, Annotation, Dataset, Finding, ImageRecord
 
 #: Code -> default severity, for every code any registered check may emit.
 CODES: dict[str, str] = {}
+
+#: A check's work on one image: findings from ``(image, its annotations)``.
+ImageJob = Callable[[tuple[ImageRecord, list[Annotation]]], list[Finding]]
 
 #: Check name (``module.function``) -> check, in registration order (the order of the report).
 CHECKS: dict[str, Check] = {}
@@ -24,11 +31,17 @@ OVERLAP_MODES = ("instance", "panoptic", "semantic")
 
 @dataclass(frozen=True)
 class Check:
-    """A registered check: its function and the codes (with default severities) it emits."""
+    """A registered check: its function, the codes (with default severities) it emits, its per-image part.
+
+    ``image_part(context)`` returns a picklable ``(image, annotations) -> list
+    of findings``, or ``None`` when the context wants none of its codes; its
+    findings follow those of ``fn``, in image order.
+    """
 
     name: str
     codes: dict[str, str]
     fn: Callable[[Dataset, Context], Iterable[Finding]]
+    image_part: Callable[[Context], ImageJob | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,8 +73,9 @@ class Context:
         return any(code in self.codes for code in codes)
 
 
-def register(codes: dict[str, str]) -> Callable:
-    """Register a check under the codes it emits, each with its default severity.
+def register(codes: dict[str, str],
+             image_part: Callable[[Context], ImageJob | None] | None = None) -> Callable:
+    """Register a check under the codes it emits, each with its default severity (and its per-image part).
 
     A code belongs to one check only: two checks emitting the same code
     would make ``--skip`` ambiguous and double-count findings.
@@ -78,7 +92,7 @@ def register(codes: dict[str, str]) -> Callable:
         if taken:
             raise ValueError(f"finding code(s) {', '.join(taken)} already registered by another check")
         CODES.update(codes)
-        CHECKS[name] = Check(name, dict(codes), fn)
+        CHECKS[name] = Check(name, dict(codes), fn, image_part)
         return fn
 
     return decorate

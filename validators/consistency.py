@@ -35,8 +35,7 @@ from functools import partial
 import numpy as np
 
 from segdata.model import Annotation, Dataset, Finding, ImageRecord
-from segdata.parallel import map_images
-from segdata.validators._registry import CODES, Context, register, where
+from segdata.validators._registry import CODES, Context, ImageJob, register, where
 
 AREA_RTOL = 0.02
 AREA_ATOL = 1.0
@@ -157,13 +156,13 @@ def _image_consistency(job: tuple[ImageRecord, list[Annotation]], wanted: frozen
     return found
 
 
-@register({"bbox-mismatch": "error", "area-mismatch": "error", "crowd-encoding": "warning"})
-def check_consistency(dataset: Dataset, context: Context) -> Iterable[Finding]:
-    """Stored bbox and area recomputed from each mask, and iscrowd against the encoding."""
+def _image_part(context: Context) -> ImageJob | None:
     wanted = context.codes & set(_PER_IMAGE)
-    if not wanted:
-        return
-    jobs = ((image, anns) for image, anns in dataset.iter_images() if not image.defect and anns)
-    for findings in map_images(partial(_image_consistency, wanted=frozenset(wanted)), jobs,
-                               workers=context.workers, progress=context.progress):
-        yield from findings
+    return partial(_image_consistency, wanted=frozenset(wanted)) if wanted else None
+
+
+@register({"bbox-mismatch": "error", "area-mismatch": "error", "crowd-encoding": "warning"},
+          image_part=_image_part)
+def check_consistency(dataset: Dataset, context: Context) -> Iterable[Finding]:
+    """Stored bbox and area recomputed from each mask, and iscrowd against the encoding: all per image."""
+    return ()

@@ -28,8 +28,7 @@ import numpy as np
 import shapely
 
 from segdata.model import Annotation, Dataset, Finding, ImageRecord
-from segdata.parallel import map_images
-from segdata.validators._registry import CODES, Context, reader_findings, register, where
+from segdata.validators._registry import CODES, Context, ImageJob, reader_findings, register, where
 
 _FROM_READER = ("polygon-too-few-points", "polygon-odd-coordinates", "polygon-box-ambiguous",
                 "coordinate-non-finite", "mask-empty", "rle-size-mismatch", "rle-counts-invalid")
@@ -128,18 +127,16 @@ def _image_geometry(job: tuple[ImageRecord, list[Annotation]], wanted: frozenset
     return found
 
 
+def _image_part(context: Context) -> ImageJob | None:
+    wanted = context.codes & set(_PER_IMAGE)
+    return partial(_image_geometry, wanted=frozenset(wanted), min_area=context.min_area) if wanted else None
+
+
 @register({"polygon-too-few-points": "error", "polygon-odd-coordinates": "error",
            "polygon-box-ambiguous": "error", "polygon-self-intersection": "error",
            "coordinate-non-finite": "error", "coordinate-out-of-bounds": "warning",
            "mask-empty": "error", "mask-tiny": "warning",
-           "rle-size-mismatch": "error", "rle-counts-invalid": "error"})
+           "rle-size-mismatch": "error", "rle-counts-invalid": "error"}, image_part=_image_part)
 def check_geometry(dataset: Dataset, context: Context) -> Iterable[Finding]:
-    """Undecodable geometry as the reader found it, then ring, bounds and size checks per image."""
+    """Undecodable geometry as the reader found it; ring, bounds and size checks per image follow."""
     yield from reader_findings(dataset, [c for c in _FROM_READER if c in context.codes])
-    wanted = context.codes & set(_PER_IMAGE)
-    if not wanted:
-        return
-    jobs = ((image, anns) for image, anns in dataset.iter_images() if not image.defect and anns)
-    fn = partial(_image_geometry, wanted=frozenset(wanted), min_area=context.min_area)
-    for findings in map_images(fn, jobs, workers=context.workers, progress=context.progress):
-        yield from findings

@@ -36,8 +36,7 @@ import numpy as np
 from pycocotools import mask as _coco_mask
 
 from segdata.model import Annotation, Dataset, Finding, ImageRecord
-from segdata.parallel import map_images
-from segdata.validators._registry import CODES, Context, register, where
+from segdata.validators._registry import CODES, Context, ImageJob, register, where
 
 DUPLICATE_IOU = 0.95
 
@@ -116,13 +115,12 @@ def _image_overlaps(job: tuple[ImageRecord, list[Annotation]], wanted: frozenset
     return found
 
 
-@register({"instance-overlap": "warning", "instance-duplicate": "error"})
-def check_overlap(dataset: Dataset, context: Context) -> Iterable[Finding]:
-    """Pairs of non-crowd instances of one image that share pixels (severity by ``overlap_mode``)."""
+def _image_part(context: Context) -> ImageJob | None:
     wanted = context.codes & {"instance-overlap", "instance-duplicate"}
-    if not wanted:
-        return
-    jobs = ((image, anns) for image, anns in dataset.iter_images() if not image.defect and len(anns) > 1)
-    fn = partial(_image_overlaps, wanted=frozenset(wanted), mode=context.overlap_mode)
-    for findings in map_images(fn, jobs, workers=context.workers, progress=context.progress):
-        yield from findings
+    return partial(_image_overlaps, wanted=frozenset(wanted), mode=context.overlap_mode) if wanted else None
+
+
+@register({"instance-overlap": "warning", "instance-duplicate": "error"}, image_part=_image_part)
+def check_overlap(dataset: Dataset, context: Context) -> Iterable[Finding]:
+    """Pairs of non-crowd instances of an image that share pixels (severity by ``overlap_mode``)."""
+    return ()

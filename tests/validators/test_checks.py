@@ -156,3 +156,16 @@ def test_workers_give_the_same_findings(tmp_path):
                     ann(3, [[2, 2, 12, 12, 12, 2, 2, 12]])])
     dataset = read(tmp_path, doc)
     assert validate(dataset, skip=NO_FILES, workers=2) == validate(dataset, skip=NO_FILES, workers=1)
+
+
+def test_per_image_checks_share_one_pass_and_report_in_registry_order(tmp_path, monkeypatch):
+    doc = document([ann(1, square(2, 2, 10, 10), area=1), ann(2, square(5, 2, 15, 10)),
+                    ann(3, [[2, 12, 12, 18, 12, 12, 2, 18]])])
+    dataset = read(tmp_path, doc)
+    passes = []
+    iter_images = type(dataset).iter_images
+    monkeypatch.setattr(type(dataset), "iter_images", lambda self: passes.append(1) or iter_images(self))
+    found = validate(dataset, skip=NO_FILES, workers=1)
+    assert passes == [1]  # each image's annotations read and decoded once for geometry, consistency, overlap
+    assert [(f.code, f.annotation_id) for f in found] == [  # consistency, geometry, overlap
+        ("area-mismatch", 1), ("polygon-self-intersection", 3), ("instance-overlap", 1)]
