@@ -17,10 +17,11 @@ which draws other image ids, but a sample of the same generator).
   run), ``validate-files`` (``validate`` with the files there: it reads each
   JPEG's header) and ``report`` (validate, leakage and stats in one process);
   each runs as the real CLI in a fresh process with ``--workers 1``,
-  ``--workers 2`` and ``--scheduler local --workers 2`` (a 2-worker Dask
-  ``LocalCluster``); time is the whole command, memory the peak summed PSS of
-  the process tree (``_memory.py``: the command, its helpers, the Dask
-  scheduler and workers).
+  ``--workers 2``, ``--scheduler local --workers 2`` (a 2-worker Dask
+  ``LocalCluster``) and ``--scheduler local --workers 1``; time is the
+  whole command, memory the peak summed PSS of the process tree
+  (``_memory.py``: the command, its helpers, the Dask scheduler and
+  workers).
 
 Writes the ``## Scale (issue 10)`` section of ``benchmarks/RESULTS.md``.
 
@@ -31,7 +32,8 @@ Usage::
     python benchmarks/synth_images.py      # scale_20k/ and scale_5k/ with 20,000 JPEGs: ~2.5 min, 0.7 GB
     python benchmarks/bench_scale.py [--sizes 5k,20k,118k]
         [--jobs load,stats,validate,convert,semantic,leakage,validate-files,report] [--jobs-118k load,stats]
-        [--backends '1 worker,2 workers,Dask LocalCluster of 2'] [--backends-118k '1 worker,2 workers']
+        [--backends '1 worker,2 workers,Dask LocalCluster of 2,Dask LocalCluster of 1']
+        [--backends-118k '1 worker,2 workers']
         [--no-write]
 """
 
@@ -56,7 +58,8 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 HEADING = "## Scale (issue 10)"
 BACKENDS = {"1 worker": ["--workers", "1"], "2 workers": ["--workers", "2"],
-            "Dask LocalCluster of 2": ["--scheduler", "local", "--workers", "2"]}
+            "Dask LocalCluster of 2": ["--scheduler", "local", "--workers", "2"],
+            "Dask LocalCluster of 1": ["--scheduler", "local", "--workers", "1"]}
 JOBS = {
     "stats": lambda data, out: ["stats", str(data), "--json"],
     "validate": lambda data, out: ["validate", str(data), "--json", "--fail-on", "never"],
@@ -136,14 +139,15 @@ def section(results: dict, load: dict, loadavg: tuple[float, float]) -> str:
         for (job, size, backend), r in results.items():
             lines.append(f"| {job} | {size} | {backend} | {r['seconds']:.1f} | "
                          f"{r['seconds'] / r['images'] * 1e6:,.0f} | {r['peak_mb']:.0f} |")
-        lines += ["", "| job | images | speed-up, 2 workers / 1 | speed-up, Dask 2 / 1 |",
-                  "|---|---:|---:|---:|"]
+        lines += ["", "| job | images | speed-up, 2 workers / 1 | Dask of 2 / 1 worker "
+                  "| Dask of 2 / Dask of 1 |", "|---|---:|---:|---:|---:|"]
         for job, size in dict.fromkeys((j, s) for j, s, _ in results):
-            one = results.get((job, size, "1 worker"))
-            ratios = [f"{one['seconds'] / other['seconds']:.2f}×" if one and other else "–"
-                      for other in (results.get((job, size, "2 workers")),
-                                    results.get((job, size, "Dask LocalCluster of 2")))]
-            lines.append(f"| {job} | {size} | {ratios[0]} | {ratios[1]} |")
+            ratios = []
+            for one, two in (("1 worker", "2 workers"), ("1 worker", "Dask LocalCluster of 2"),
+                             ("Dask LocalCluster of 1", "Dask LocalCluster of 2")):
+                one, two = results.get((job, size, one)), results.get((job, size, two))
+                ratios.append(f"{one['seconds'] / two['seconds']:.2f}×" if one and two else "–")
+            lines.append(f"| {job} | {size} | {' | '.join(ratios)} |")
         growth = [(job, backend, r, results[(job, "118k", backend)])
                   for (job, size, backend), r in results.items()
                   if size == "20k" and (job, "118k", backend) in results]
@@ -157,9 +161,10 @@ def section(results: dict, load: dict, loadavg: tuple[float, float]) -> str:
                 lines.append(f"| {job} | {backend} | {per_image:.2f}× | {memory:.2f}× |")
     lines += ["", "Reading the rows: the local backends fork their helper before reading the dataset and "
               "the command's own process takes batches too, whenever its helpers are ahead; the Dask rows "
-              "include starting a LocalCluster (a scheduler, two nannies, two workers: each a full "
-              "interpreter with distributed imported) and ship every batch, pickled, to a worker, which is "
-              "why one machine is faster without it.  Memory is the summed PSS of all those processes."]
+              "include starting a LocalCluster (a scheduler and nannies in the command's process, and a "
+              "worker process each, a full interpreter with distributed imported) and ship every batch of "
+              "256 images, pickled, to a worker, which is why one machine is faster without it.  Memory is "
+              "the summed PSS of all those processes."]
     if any(job in IMAGE_JOBS for job, _s, _b in results):
         lines += ["", "The image jobs run on the JPEG trees of `synth_images.py` (~35 KB per image; the 5k "
                   "tree is the first 5,000 images of the 20k one, not `synth_5k.json`'s; every tenth image "
