@@ -68,7 +68,8 @@ def use_scheduler(address: str | None, workers: int | None = None, *, timeout: f
     ``workers`` single-threaded processes; ``timeout`` (seconds) bounds the
     wait for a remote one.  Items still travel in batches,
     and results come back in input order, so the output is the same as with
-    the local pool.
+    the local pool.  The workers' heap is set up as a local helper's
+    (:func:`_reuse_freed_pages`).
 
     Raises
     ------
@@ -106,6 +107,9 @@ def use_scheduler(address: str | None, workers: int | None = None, *, timeout: f
             _dask = Client(address, timeout=timeout, set_as_default=False)
     except OSError as err:
         raise UsageError(f"cannot reach the Dask scheduler at {address!r} ({err})") from err
+    # as in a local helper; without it a worker faulted in every image's arrays anew: convert to VOC over
+    # 5k images on a 1-worker LocalCluster spent 8.6 s in the kernel (26.7 s in all), with it 1.3 s (18.5 s)
+    _dask.run(_reuse_freed_pages)
     atexit.register(use_scheduler, None)
 
 

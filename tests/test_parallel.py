@@ -154,6 +154,8 @@ def test_dask_local_cluster_gives_the_same_results(recwarn):
         assert sum(done) == 103
         assert os.getpid() not in set(map_images(_where, range(20), batch_size=5))  # all of it on the cluster
         assert list(map_batches(len, iter(range(600)))) == [256, 256, 88]  # tasks worth a cluster's overhead
+        if parallel._libc is not None:  # a worker's heap reuses freed pages, as a local helper's does
+            assert list(map_images(_page_faults_of_a_second_image, [None])) < [50]
         # its scheduler runs in this process and passes the batches on without unpickling them
         assert list(map_images(_value, [_Item(v) for v in range(10)])) == list(range(10)) and not _UNPICKLED
     finally:
