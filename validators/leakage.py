@@ -48,7 +48,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import PurePath
@@ -153,26 +153,47 @@ def _mask_signature(job: tuple[ImageRecord, Sequence[Annotation]]) -> bytes | No
     return hashlib.blake2b(b"\0".join(sorted(parts)), digest_size=16).digest() if parts else None
 
 
-def _fingerprints(dataset: Dataset, cache: FingerprintCache, workers: int | None,
-                  progress: Callable[[int], None] | None) -> tuple[FingerprintTable, list[int], int, int]:
-    """A table row per distinct file (computed once, or from the cache); each image's row; hashed, cached."""
+def _scan(dataset: Dataset, cache: FingerprintCache, workers: int | None,
+          progress: Callable[[int], None] | None) -> tuple[FingerprintTable, list[int], int, int, list]:
+    """Each image's fingerprint row and mask signature, in one pass over the images.
+
+    A table row per distinct file, fingerprinted once (by the first image
+    that names it) or taken from the cache; returns the table, each image's
+    row, how many files were hashed and cached, and each image's signature.
+    One pass, not one for the files and one for the masks: with 2 workers,
+    a second pass had its own tail, and the images were iterated twice.
+    """
     paths = [None if image.path is None else str(image.path) for image in dataset.images]
     row_of = {path: row for row, path in enumerate(dict.fromkeys(paths))}
-    table, todo = FingerprintTable(len(row_of)), []
+    table, todo = FingerprintTable(len(row_of)), set()
     for path, row in row_of.items():
         fp = fingerprint_file(None) if path is None else cache.get(path)
         if fp is None:
-            todo.append(path)
+            todo.add(path)
         else:
             table[row] = fp
-    for path, fp in zip(todo, map_images(fingerprint_file, todo, workers=workers, progress=progress)):
-        table[row_of[path]] = fp
-        cache.put(path, fp)
+    hashed = len(todo)
+
+    def jobs() -> Iterator[tuple[ImageRecord, Sequence[Annotation], str | None]]:
+        for (image, annotations), path in zip(dataset.iter_images(), paths):
+            first = path in todo
+            todo.discard(path)
+            yield image, annotations, path if first else None
+
+    signatures = []
+    for path, fp, signature in map_images(_image_keys, jobs(), workers=workers, progress=progress):
+        if path is not None:
+            table[row_of[path]] = fp
+            cache.put(path, fp)
+        signatures.append(signature)
     cache.save()
-    cached = len(row_of) - (None in row_of) - len(todo)
-    if progress and cached:
-        progress(cached)
-    return table, [row_of[p] for p in paths], len(todo), cached
+    return table, [row_of[p] for p in paths], hashed, len(row_of) - (None in row_of) - hashed, signatures
+
+
+def _image_keys(job: tuple[ImageRecord, Sequence[Annotation], str | None]) -> tuple:
+    """``(path, its fingerprint, the mask signature)`` of one image; no path: its file is hashed elsewhere."""
+    image, annotations, path = job
+    return path, None if path is None else fingerprint_file(path), _mask_signature((image, annotations))
 
 
 def _near_pairs(table: FingerprintTable, rows: list[int], ok: list[int], max_distance: int, mirror: bool,
@@ -243,7 +264,7 @@ def find_leaks(
     workers : int, optional
         Processes for fingerprinting (default: all cores).
     progress : callable, optional
-        Called with the number of images just fingerprinted (or found in the cache).
+        Called with the number of images just scanned (fingerprinted or found in the cache, masks digested).
 
     Returns
     -------
@@ -261,7 +282,7 @@ def find_leaks(
     images = dataset.images
     groups = _group_keys(images, group_regex)
     cache = FingerprintCache(cache_dir)
-    table, rows, hashed, cached = _fingerprints(dataset, cache, workers, progress)
+    table, rows, hashed, cached, signatures = _scan(dataset, cache, workers, progress)
     errors = [table.errors[row] for row in rows]
     findings = [Finding("file-unreadable", LEAK_CODES["file-unreadable"],
                         f"{image.split} image {image.id} ({image.file_name}): cannot be read ({error}); "
@@ -304,7 +325,6 @@ def find_leaks(
                         pixel_digests[k] = pixel_hash(str(images[k].path))
                 same = pixel_digests[i] is not None and pixel_digests[i] == pixel_digests[j]
             link(i, j, "exact-pixels" if same else "near-duplicate", 0 if same else distance)
-    signatures = list(map_images(_mask_signature, dataset.iter_images(), workers=workers))
     link_equal(list(enumerate(groups)), "same-group", None)
     link_equal([(i, signatures[i]) for i in range(len(images))], "same-masks", None)
     link_equal([(i, PurePath(image.file_name).name) for i, image in enumerate(images)], "same-name", None)
