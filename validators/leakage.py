@@ -160,8 +160,8 @@ def _scan(dataset: Dataset, cache: FingerprintCache, workers: int | None,
     A table row per distinct file, fingerprinted once (by the first image
     that names it) or taken from the cache; returns the table, each image's
     row, how many files were hashed and cached, and each image's signature.
-    One pass, not one for the files and one for the masks: with 2 workers,
-    a second pass had its own tail, and the images were iterated twice.
+    One pass, not one for the files and one for the masks: the images are
+    iterated once, and the progress bar covers the masks too.
     """
     paths = [None if image.path is None else str(image.path) for image in dataset.images]
     row_of = {path: row for row, path in enumerate(dict.fromkeys(paths))}
