@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from copy import copy
+from dataclasses import replace
 from functools import partial
 from typing import TypeVar
 
@@ -136,8 +138,20 @@ def _per_image_findings(dataset: Dataset, parts: dict[str, ImageJob],
 
 def _image_findings(job: tuple[ImageRecord, list[Annotation]],
                     parts: tuple[ImageJob, ...]) -> list[list[Finding]]:
-    """Every part's findings of one image, its annotations decoded once (module level: pickled to helpers)."""
-    return [part(job) for part in parts]
+    """Every part's findings of one image, its annotations decoded once (module level: pickled to helpers).
+
+    Each mask's RLE is made once for all the parts, on a copy of the mask:
+    a dataset held in memory does not keep it (see :meth:`Mask.to_rle`).
+    """
+    image, anns = job
+    measured = [replace(ann, mask=copy(ann.mask)) if ann.mask is not None else ann for ann in anns]
+    for ann in measured:
+        if ann.mask is not None and ann.defect is None:
+            try:
+                ann.mask.rle  # noqa: B018  (made and kept on the copy)
+            except (ValueError, ArithmeticError):  # the parts meet it as they did before
+                pass
+    return [part((image, measured)) for part in parts]
 
 
 def summarize_findings(findings: Iterable[Finding]) -> dict:
