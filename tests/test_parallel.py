@@ -97,8 +97,9 @@ def test_this_process_and_its_helper_both_take_whole_batches():
 
 def test_this_process_goes_on_with_new_batches_while_a_helper_is_slow():
     pids = list(map_images(partial(_slow_in_a_helper, os.getpid()), iter(range(30)), workers=2, batch_size=1))
-    # the helper is sent ~3 batches it cannot give back; waiting for them, this process did 18 at most
-    assert pids.count(os.getpid()) >= 25
+    # the helper is sent ~3 batches it cannot give back; waiting for them, this process did 18 at most.
+    # Now 25-29 here, and 24 once in CI: how many the helper's queue took first depends on its start
+    assert pids.count(os.getpid()) >= 22
 
 
 def test_the_last_batches_of_a_list_shrink_so_that_no_one_waits_long_for_them():
