@@ -11,6 +11,7 @@ from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -250,8 +251,14 @@ class Dataset:
     def iter_images(self) -> Iterator[tuple[ImageRecord, Sequence[Annotation]]]:
         """Each image with its annotations, so that masks are decoded one image at a time."""
         grouped = self.annotations_by_image()
-        for image in self.images:
-            yield image, grouped.get((image.split, image.id), [])
+        if not hasattr(grouped, "get_many"):
+            for image in self.images:
+                yield image, grouped.get((image.split, image.id), [])
+            return
+        images = iter(self.images)
+        while batch := list(islice(images, 4096)):  # stored annotations: looked up 4096 images at a time
+            for image, group in zip(batch, grouped.get_many([(image.split, image.id) for image in batch])):
+                yield image, group if group is not None else []
 
     def images_frame(self) -> pd.DataFrame:
         """One row per image: split, id, file_name, width, height, group."""
