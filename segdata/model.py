@@ -251,13 +251,13 @@ class Dataset:
     def iter_images(self) -> Iterator[tuple[ImageRecord, Sequence[Annotation]]]:
         """Each image with its annotations, so that masks are decoded one image at a time."""
         grouped = self.annotations_by_image()
-        if not hasattr(grouped, "get_many"):
+        if not hasattr(grouped, "get_each"):
             for image in self.images:
                 yield image, grouped.get((image.split, image.id), [])
             return
         images = iter(self.images)
         while batch := list(islice(images, 4096)):  # stored annotations: looked up 4096 images at a time
-            for image, group in zip(batch, grouped.get_many([(image.split, image.id) for image in batch])):
+            for image, group in zip(batch, grouped.get_each([(image.split, image.id) for image in batch])):
                 yield image, group if group is not None else []
 
     def images_frame(self) -> pd.DataFrame:

@@ -385,9 +385,13 @@ class _GroupedRows(Mapping[tuple[str, int], AnnotationGroup]):
             raise KeyError(key)
         return AnnotationGroup(self._store.rows(self._order[span[0]:span[1]]))
 
-    def get_many(self, keys: Sequence[tuple[str, int]]) -> list[AnnotationGroup | None]:
-        """``get`` of each key, all found at once: one search per split and one gather per column for all
-        the keys, not one of each per key (~25 µs a key, most of what iterating over images cost)."""
+    def get_each(self, keys: Sequence[tuple[str, int]]) -> Iterator[AnnotationGroup | None]:
+        """``get`` of each key in turn, all found at once: one search per split and one gather per column
+        for all the keys, not one of each per key (~25 µs a key, most of what iterating over images cost).
+
+        The groups are made as they are asked for, and not kept: a group keeps
+        its annotations once parsed, and a list of 4096 of them held them all.
+        """
         spans = np.zeros((len(keys), 2), np.int64)  # (low, high) in ``order``; (0, 0): not found
         places: dict[str, list[int]] = {}
         for place, (name, _) in enumerate(keys):
@@ -404,8 +408,8 @@ class _GroupedRows(Mapping[tuple[str, int], AnnotationGroup]):
         ends = np.cumsum(lengths)
         table = self._store._table(self._order[np.repeat(spans[:, 0] - ends + lengths, lengths)
                                                + np.arange(ends[-1] if len(ends) else 0)])
-        return [AnnotationGroup(self._store._detached(table[end - length:end])) if length else
-                self.get(key) for key, end, length in zip(keys, ends.tolist(), lengths.tolist())]
+        for key, end, length in zip(keys, ends.tolist(), lengths.tolist()):
+            yield AnnotationGroup(self._store._detached(table[end - length:end])) if length else self.get(key)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, tuple) and len(key) == 2 and self._span(key) is not None

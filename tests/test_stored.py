@@ -101,7 +101,7 @@ def test_images_looked_up_together_get_the_groups_looked_up_one_by_one(samples_d
     grouped = dataset.annotations_by_image()
     keys = [(image.split, image.id) for image in dataset.images][::-1]
     keys += [("train", 10 ** 9), ("no-such-split", keys[0][1]), ("train", "7"), keys[3]]
-    together = grouped.get_many(keys)
+    together = list(grouped.get_each(keys))
     assert [None if g is None else [repr(a) for a in g] for g in together] == \
         [None if grouped.get(k) is None else [repr(a) for a in grouped[k]] for k in keys]
     assert together[-4:-1] == [None] * 3 and len({s for s, _ in keys[:-4]}) == 3
@@ -109,6 +109,17 @@ def test_images_looked_up_together_get_the_groups_looked_up_one_by_one(samples_d
     walked = [(image.id, [repr(a) for a in group]) for image, group in dataset.iter_images()]
     assert walked == [(image.id, [repr(a) for a in grouped.get((image.split, image.id), [])])
                       for image in dataset.images]
+
+
+def test_walking_the_images_keeps_no_parsed_group_behind(samples_dir):
+    import gc
+
+    dataset = coco.read(samples_dir / "coco-dirty")
+    alive = []
+    for _, group in dataset.iter_images():
+        list(group)  # parsed: a group keeps its annotations from now on
+        alive.append(sum(isinstance(thing, AnnotationGroup) for thing in gc.get_objects()))
+    assert len(alive) > 10 and max(alive) <= 2
 
 
 def test_a_category_map_on_stored_annotations_equals_it_on_the_decoded_list(samples_dir, tiny_tasks):
@@ -153,7 +164,7 @@ def test_records_of_one_file_per_image_are_loaded_again_from_that_file_alone(tmp
         "defect": np.full(n, -1), "mask_ok": np.ones(n, bool), "face": np.zeros(n)}, load=_records_of)
     group = store.by_image()[("train", 2)]
     assert group._rows.files == (files[1],)  # a helper is sent the one path it reads
-    together = store.by_image().get_many([("train", 3), ("train", 9), ("train", 2)])
+    together = list(store.by_image().get_each([("train", 3), ("train", 9), ("train", 2)]))
     assert [g._rows.files if g else None for g in together] == [(files[2],), None, (files[1],)]
     assert [a.id for a in together[0]] == [30, 31] and [a.id for a in together[2]] == [20, 21]
     expected = [coco._decode(r, "train", 3, 6, None, True) for r in _records_of(files[1])]
