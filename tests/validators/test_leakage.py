@@ -18,10 +18,11 @@ from segdata.contact_sheet import cell_box_ltrb, sheet_size_wh
 from segdata.converters import coco
 from segdata.errors import UsageError
 from segdata.fingerprint import (CACHE_VERSION, MIRRORED, REGIONS, WHOLE, FingerprintCache, FingerprintTable,
-                                 choose_chunks, fingerprint_file, popcount, radius_search, region_hashes)
+                                 aligned_correlation, choose_chunks, fingerprint_file, popcount, radius_search,
+                                 region_hashes)
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord
-from segdata.validators.leakage import LEAK_CODES, PAIR_COLUMNS, find_leaks
+from segdata.validators.leakage import LEAK_CODES, PAIR_COLUMNS, _near_pairs, _scan, find_leaks
 from segdata.validators.leakage_fix import resolve_leaks
 from tests.conftest import run_segdata
 
@@ -194,6 +195,41 @@ def test_cropped_copy_is_found_and_another_view_of_the_scene_is_not(tmp_path, bo
     assert result.pairs[["kind", "image_a", "image_b"]].values.tolist() == [
         ["near-duplicate", "source.jpg", "copy.jpg"]]
     assert result.pairs.distance.iloc[0] <= 10
+
+
+def _near_pairs_one_by_one(table, rows, ok, max_distance, min_correlation):
+    """The rule ``_near_pairs`` follows, candidate by candidate: closest first, a pair settled by its first
+    verified candidate (what it did before it tried the candidates in rounds, on every core)."""
+    n, kinds = len(ok), np.array([k for k in range(len(REGIONS)) if k != MIRRORED])
+    hashes = table.hashes[[rows[i] for i in ok]]
+    q, e, dist = radius_search(hashes[:, kinds].ravel(), hashes[:, [WHOLE, MIRRORED]].T.ravel(), max_distance)
+    a, region, b, flipped = q // len(kinds), kinds[q % len(kinds)], e % n, e >= n
+    best = {}
+    for k in np.lexsort((region, dist, np.maximum(a, b), np.minimum(a, b))).tolist():
+        key = (ok[min(a[k], b[k])], ok[max(a[k], b[k])])
+        if a[k] != b[k] and key not in best and aligned_correlation(
+                table.thumb(rows[ok[a[k]]]), REGIONS[region[k]], table.thumb(rows[ok[b[k]]]),
+                bool(flipped[k])) >= min_correlation:
+            best[key] = int(dist[k])
+    return best
+
+
+@pytest.mark.parametrize("min_correlation", [0.5, 0.93, 0.99])
+def test_candidates_tried_in_rounds_on_two_processes_settle_each_pair_as_one_by_one(tmp_path, min_correlation):
+    scene = _photo(7, (360, 480))
+    crops = [scene[:240, :320], scene[20:230, 30:300], scene[:200, 40:320][:, ::-1], scene[120:, 160:],
+             cv2.resize(scene[10:250, 0:300], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), _photo(8)]
+    images = [_record(tmp_path, k, "train" if k % 2 else "test", f"{k}.jpg", np.ascontiguousarray(crop),
+                      quality=70) for k, crop in enumerate(crops)]
+    paths = [str(image.path) for image in images]
+    table, rows, *_ = _scan(Dataset({}, images, []), paths, FingerprintCache(None), 1, None)
+    ok = list(range(len(images)))
+    try:
+        expected = _near_pairs_one_by_one(table, rows, ok, 30, min_correlation)
+        assert _near_pairs(table, rows, ok, 30, True, min_correlation, workers=2) == expected
+    finally:
+        table.close()
+    assert 2 <= len(expected) < 15  # some pairs verified, some not
 
 
 def test_a_crop_copy_is_missed_without_regional_hashes(tmp_path):
