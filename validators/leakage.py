@@ -243,9 +243,10 @@ def _near_pairs(table: FingerprintTable, rows: list[int], ok: list[int], max_dis
     best: dict[tuple[int, int], int] = {}
     while len(unsettled):
         tried = cursor[unsettled].tolist()
-        jobs = [(table.thumb(rows[ok[a[k]]]), REGIONS[region[k]], table.thumb(rows[ok[b[k]]]), bool(flipped[k]))
-                for k in tried]
-        verified = np.fromiter(map_images(_correlation, jobs, workers=workers), float, len(jobs)) >= min_correlation
+        jobs = [(table.thumb(rows[ok[a[k]]]), REGIONS[region[k]], table.thumb(rows[ok[b[k]]]),
+                 bool(flipped[k])) for k in tried]
+        scores = np.fromiter(map_images(_correlation, jobs, workers=workers), float, len(jobs))
+        verified = scores >= min_correlation
         for k in np.array(tried)[verified].tolist():
             best[(ok[low[k]], ok[high[k]])] = int(dist[k])
         cursor[unsettled] += 1
@@ -339,9 +340,10 @@ def find_leaks(
     link_equal([(i, file_hash[i]) for i in ok], "exact-file", 0)
     near = _near_pairs(table, rows, ok, max_distance, mirror, min_correlation, workers)
     table.close()
-    differing = {pair: distance for pair, distance in near.items() if file_hash[pair[0]] != file_hash[pair[1]]}
+    differing = {(i, j): distance for (i, j), distance in near.items() if file_hash[i] != file_hash[j]}
     headers = {k: image_header(paths[k]) for pair in differing for k in pair}
-    alike = {(i, j) for i, j in differing if headers[i] is not None and headers[i] == headers[j]}  # else: no decode
+    # pixels are compared only where the headers are: other pairs differ without a decode
+    alike = {(i, j) for i, j in differing if headers[i] is not None and headers[i] == headers[j]}
     decoded = sorted({k for pair in alike for k in pair})
     digests = dict(zip(decoded, map_images(pixel_hash, [paths[k] for k in decoded], workers=workers)))
     for (i, j), distance in differing.items():

@@ -18,8 +18,8 @@ from segdata.contact_sheet import cell_box_ltrb, sheet_size_wh
 from segdata.converters import coco
 from segdata.errors import UsageError
 from segdata.fingerprint import (CACHE_VERSION, MIRRORED, REGIONS, WHOLE, FingerprintCache, FingerprintTable,
-                                 aligned_correlation, choose_chunks, fingerprint_file, popcount, radius_search,
-                                 region_hashes)
+                                 aligned_correlation, choose_chunks, fingerprint_file, popcount,
+                                 radius_search, region_hashes)
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord
 from segdata.validators.leakage import LEAK_CODES, PAIR_COLUMNS, _near_pairs, _scan, find_leaks
@@ -215,7 +215,7 @@ def _near_pairs_one_by_one(table, rows, ok, max_distance, min_correlation):
 
 
 @pytest.mark.parametrize("min_correlation", [0.5, 0.93, 0.99])
-def test_candidates_tried_in_rounds_on_two_processes_settle_each_pair_as_one_by_one(tmp_path, min_correlation):
+def test_candidates_tried_in_rounds_on_two_processes_settle_pairs_as_one_by_one(tmp_path, min_correlation):
     scene = _photo(7, (360, 480))
     crops = [scene[:240, :320], scene[20:230, 30:300], scene[:200, 40:320][:, ::-1], scene[120:, 160:],
              cv2.resize(scene[10:250, 0:300], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), _photo(8)]
