@@ -17,6 +17,7 @@ from pycocotools import mask as coco_mask
 
 from segdata.compose import ComposedMaps, ComposeSettings
 from segdata.errors import FormatError, ReadError
+from segdata.io import any_image_size
 from segdata.masks import FACES, Mask
 from segdata.model import Annotation, Change, ImageRecord
 
@@ -74,7 +75,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 def _open(path: str | Path) -> Image.Image:
     """The image with its pixels decoded, so that a truncated file fails here, naming it."""
-    image = _open_header(path)
+    image = _open_header(path, decoding=True)
     try:
         image.load()
     except OSError as error:
@@ -83,10 +84,18 @@ def _open(path: str | Path) -> Image.Image:
     return image
 
 
-def _open_header(path: str | Path) -> Image.Image:
-    """The image with only its header read (Pillow decodes on ``load``); a bad file is one error naming it."""
+def _open_header(path: str | Path, decoding: bool = False) -> Image.Image:
+    """The image with only its header read (Pillow decodes on ``load``); a bad file is one error naming it.
+
+    Pillow's decompression-bomb guard holds only if the caller is ``decoding``.
+    """
     try:
-        return Image.open(path)
+        if decoding:
+            return Image.open(path)
+        with any_image_size():
+            return Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise FormatError(f"not decoded: {error}", path=path) from None
     except FileNotFoundError:
         raise ReadError("no such file", path=path) from None
     except UnidentifiedImageError:

@@ -35,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 
 from segdata.converters import cityscapes, semantic_png, voc
 from segdata.converters._raster import _LABEL_MODES, read_label_png, value_counts
+from segdata.io import any_image_size
 from segdata.model import Dataset, ImageRecord
 
 #: Formats :func:`locate` knows; any other gives no label map.
@@ -194,7 +195,7 @@ def _single_channel(path: Path) -> bool:
     counting it raises the reader's own error.
     """
     try:
-        with Image.open(path) as image:
+        with any_image_size(), Image.open(path) as image:
             return image.mode in _LABEL_MODES
     except (OSError, UnidentifiedImageError):
         return True

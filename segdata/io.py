@@ -1,4 +1,4 @@
-"""File primitives: the one JSON reader, atomic writes, and safe output folders."""
+"""File primitives: the one JSON reader, atomic writes, safe output folders, and image headers of any size."""
 
 from __future__ import annotations
 
@@ -89,6 +89,23 @@ def _is_view(obj: Any) -> bool:
 
 def _holds_view(obj: dict) -> bool:
     return any(_is_view(v) or (isinstance(v, dict) and _holds_view(v)) for v in obj.values())
+
+
+@contextmanager
+def any_image_size() -> Iterator[None]:
+    """Pillow's decompression-bomb guard lifted while headers are read.
+
+    ``Image.open`` refuses a header stating more than 179M pixels, though
+    it decodes nothing: a 20000 × 10000 label map of a remote-sensing
+    dataset is data, not an attack.  Decodes keep the guard.
+    """
+    from PIL import Image
+
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

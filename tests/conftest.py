@@ -29,3 +29,16 @@ def run_segdata(*args: str, cwd: Path | None = None) -> subprocess.CompletedProc
     """Run the real CLI in a subprocess, as a user would."""
     return subprocess.run([sys.executable, "-m", "segdata", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def png_stating_size(png: bytes, width: int, height: int) -> bytes:
+    """``png`` with its header (IHDR) stating ``width × height``: a huge map's header, in a few bytes."""
+    import struct
+    import zlib
+
+    data = bytearray(png)
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+

@@ -22,7 +22,7 @@ from segdata.converters import label_maps
 from segdata.errors import UsageError
 from segdata.model import Category, Dataset, ImageRecord
 from segdata.stats import class_stats
-from tests.conftest import run_segdata
+from tests.conftest import png_stating_size, run_segdata
 
 
 def _pillow_counts(sample_dir, fmt):
@@ -113,6 +113,25 @@ def test_label_map_values_background_void_and_unknown(tmp_path):
     assert int(row.loc[70, "pixels"]) == 2 and int(row.loc[0, "pixels"]) == 2  # background row is id 0
     assert result.settings["unknown_pixels"] == 3
     assert row.loc[70, "pixel_share_all"] == pytest.approx(2 / 8)
+
+
+def test_cli_a_map_past_pillows_bomb_guard_is_a_finding_not_a_crash(tmp_path):
+    """200M pixels: Pillow refuses to decode the map (a guard against decompression bombs); the reader's
+    finding says so, and the command goes on."""
+    table = {"background_value": 0, "void_value": 255, "classes": [{"id": 1, "name": "x", "value": 1}]}
+    (tmp_path / "classes.json").write_text(json.dumps(table))
+    (tmp_path / "train").mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.ones((4, 5), np.uint8)).save(tmp_path / "train" / name)
+    huge = tmp_path / "train" / "a.png"
+    huge.write_bytes(png_stating_size(huge.read_bytes(), 20000, 10000))
+    result = run_segdata("validate", tmp_path, "--format", "semantic-png", "--json", "--workers", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    finding, = [f for f in json.loads(result.stdout)["findings"] if f["code"] == "label-map-unreadable"]
+    assert finding["path"] == str(huge) and finding["message"].startswith(
+        "not decoded: Image size (200000000 pixels) exceeds limit")
+    stats = json.loads(run_segdata("stats", tmp_path, "--format", "semantic-png", "--json").stdout)
+    assert stats["images"]["images"] == 1 and stats["settings"]["images_skipped"] == 1  # counted, not dropped
 
 
 def test_sixteen_bit_instance_ids_are_counted_by_class(tmp_path):

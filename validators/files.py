@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from segdata.io import any_image_size
 from segdata.model import Dataset, Finding
 from segdata.parallel import map_images
 from segdata.validators._registry import CODES, Context, register, where
@@ -26,9 +27,12 @@ _ORIENTATION_TAG = 0x0112
 
 def _header_size(path: Path) -> tuple[int, int, int]:
     """``(width, height, orientation)`` as stored, from the header only (Pillow decodes lazily)."""
-    with Image.open(path) as image:
+    with any_image_size(), Image.open(path) as image:
         width, height = image.size
-        orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+        # a PNG's getexif() decodes every pixel, looking for an eXIf chunk after them; the PNG spec puts it
+        # before them, where opening has read it already
+        exif = image.getexif() if image.format != "PNG" or "exif" in image.info else {}
+        orientation = exif.get(_ORIENTATION_TAG, 1)
     return width, height, orientation if isinstance(orientation, int) else 1
 
 

@@ -47,7 +47,7 @@ def read_label_map(path: str | Path) -> np.ndarray:
             if image.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L", "1"):
                 raise EvaluationError(f"expected a single-channel label map, found mode {image.mode}", path=path)
             return np.asarray(image).astype(np.int64)
-    except OSError as err:
+    except (OSError, Image.DecompressionBombError) as err:
         raise ReadError(f"cannot read image ({err})", path=path) from err
 
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 from segdata.converters._raster import image_size, read_label_png
 from segdata.errors import FormatError, ReadError
+from tests.conftest import png_stating_size
 
 MAP = "semantic-png/test/scene_0055.png"
 
@@ -23,6 +24,17 @@ def test_png_cut_inside_its_pixel_data_gives_its_size_but_not_its_values(samples
         assert image_size(cut) == whole.size
     with pytest.raises(FormatError, match=r"cut\.png: cannot decode image: image file is truncated"):
         read_label_png(cut)
+
+
+def test_a_header_past_pillows_bomb_guard_gives_its_size_and_a_decode_one_error(samples_dir, tmp_path):
+    """20000 × 10000 is 200M pixels: Pillow's guard refuses to open it, though a size needs no decode."""
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_stating_size((samples_dir / MAP).read_bytes(), 20000, 10000))
+    assert image_size(huge) == (20000, 10000)
+    limit = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(FormatError, match=r"huge\.png: not decoded: Image size \(200000000 pixels\) exceeds"):
+        read_label_png(huge)
+    assert Image.MAX_IMAGE_PIXELS == limit == 89478485  # the guard is back, at Pillow's value
 
 
 @pytest.mark.parametrize("content, error, message", [

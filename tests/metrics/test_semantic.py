@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segdata.errors import EvaluationError
+from segdata.errors import EvaluationError, ReadError
 from segdata.metrics.semantic import confusion_matrix, evaluate_semantic, metrics_from_confusion
+from tests.conftest import png_stating_size
 
 
 def reference(pairs, k, ignore):
@@ -100,4 +101,13 @@ def test_size_mismatch_names_file(tmp_path):
     write(tmp_path / "gt", "a", np.zeros((4, 5)))
     write(tmp_path / "pred", "a", np.zeros((5, 4)))
     with pytest.raises(EvaluationError, match=r"pred/a.png: a: label map is 5x4 \(height x width\), the GT map is 4x5"):
+        evaluate_semantic(tmp_path / "gt", tmp_path / "pred")
+
+
+def test_a_map_past_pillows_bomb_guard_is_one_error_naming_it(tmp_path):
+    write(tmp_path / "gt", "a", np.zeros((4, 5)))
+    write(tmp_path / "pred", "a", np.zeros((4, 5)))
+    huge = tmp_path / "pred" / "a.png"
+    huge.write_bytes(png_stating_size(huge.read_bytes(), 20000, 10000))
+    with pytest.raises(ReadError, match=r"pred/a\.png: cannot read image \(Image size \(200000000 pixels\)"):
         evaluate_semantic(tmp_path / "gt", tmp_path / "pred")

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from segdata.validators import validate
+from tests.conftest import png_stating_size
 from tests.validators.coco_files import document, read
 
 FILE_CODES = ["file-missing", "file-unreadable", "image-size-mismatch"]
@@ -19,8 +20,9 @@ def _codes(tmp_path, images):
     return sorted(f.code for f in validate(read(tmp_path, document([], images=images)), only=FILE_CODES, workers=1))
 
 
-def _jpeg_rotated(path, width, height):
-    """A JPEG stored ``width × height`` whose EXIF orientation 6 shows it rotated 90°."""
+def _rotated(path, width, height):
+    """An image stored ``width × height`` whose EXIF orientation 6 shows it rotated 90° (a PNG's eXIf chunk
+    before its pixels, where Pillow writes it)."""
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.new("RGB", (width, height)).save(path, exif=exif)
@@ -55,10 +57,19 @@ def test_image_size_mismatch(tmp_path, declared, expected):
     assert _codes(tmp_path, _images(("a.png", 30, 20), ("b.png", *declared))) == expected
 
 
-def test_size_is_compared_after_exif_orientation(tmp_path):
-    _jpeg_rotated(tmp_path / "a.jpg", 20, 10)
-    assert _codes(tmp_path, _images(("a.jpg", 10, 20))) == []  # shown rotated: 10 wide, 20 high
-    finding, = validate(read(tmp_path, document([], images=_images(("a.jpg", 20, 10)))),
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_size_is_compared_after_exif_orientation(tmp_path, suffix):
+    _rotated(tmp_path / f"a{suffix}", 20, 10)
+    assert _codes(tmp_path, _images((f"a{suffix}", 10, 20))) == []  # shown rotated: 10 wide, 20 high
+    finding, = validate(read(tmp_path, document([], images=_images((f"a{suffix}", 20, 10)))),
                         only=FILE_CODES, workers=1)
     assert finding.code == "image-size-mismatch" and "after EXIF orientation" in finding.message
     assert finding.details == {"declared_wh": [20, 10], "real_wh": [10, 20], "exif_orientation": 6}
+
+
+def test_a_header_past_pillows_bomb_guard_is_read_not_refused(tmp_path):
+    Image.new("L", (20, 20)).save(tmp_path / "a.png")
+    (tmp_path / "huge.png").write_bytes(png_stating_size((tmp_path / "a.png").read_bytes(), 20000, 10000))
+    assert _codes(tmp_path, _images(("huge.png", 20000, 10000))) == []
+    assert _codes(tmp_path, _images(("huge.png", 20000, 9999))) == ["image-size-mismatch"]
+
