@@ -22,14 +22,13 @@ Examples
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 import numpy as np
 
 from segdata.errors import UsageError
 from segdata.model import Dataset, annotation_values
-from segdata.validators.leakage import LEAK_CODES, LeakageResult
+from segdata.validators.leakage import LEAK_CODES, LeakageResult, group_key
 from segdata.validators.leakage_fix import move_images
 
 
@@ -47,18 +46,10 @@ def _units(dataset: Dataset, group_regex: str | None, leaks: LeakageResult | Non
     def join(a: int, b: int) -> None:
         parent[find(a)] = find(b)
 
-    pattern = None
-    if group_regex is not None:
-        try:
-            pattern = re.compile(group_regex)
-        except re.error as err:
-            raise UsageError(f"group_regex {group_regex!r} is not a valid regular expression: {err}") from err
+    key_of = group_key(group_regex)
     first_of: dict[str, int] = {}
     for n, image in enumerate(images):
-        key = image.group
-        if pattern is not None:
-            match = pattern.search(image.file_name)
-            key = None if match is None else (match.group(1) if pattern.groups else match.group(0))
+        key = key_of(image)
         if key is not None:
             join(n, first_of.setdefault(key, n))
     if leaks is not None:
