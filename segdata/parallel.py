@@ -55,6 +55,8 @@ _TRIM_EVERY = 1024
 #: images of ``validate``.  Batches 8 times larger than local ones brought that job from 24 to 19 s
 #: of CPU over 5k images (1 local worker: 12.6 s).
 CLUSTER_BATCH = 256
+#: Items per task sent to a local helper process.
+LOCAL_BATCH = 32
 _started: tuple[int, ProcessPoolExecutor] | None = None
 _prepared: int | None = None  # the command's --workers, once prepare() has been told
 _dask = None  # a distributed.Client, once use_scheduler() has connected one
@@ -246,8 +248,8 @@ def map_images(
     workers : int, optional
         1 runs in this process only; more adds ``workers − 1`` helper processes.  Default: all cores.
     batch_size : int, optional
-        Items per task sent to a worker.  Default: 32 in local processes,
-        :data:`CLUSTER_BATCH` on a Dask cluster.
+        Items per task sent to a worker.  Default: :data:`LOCAL_BATCH` in
+        local processes, :data:`CLUSTER_BATCH` on a Dask cluster.
     progress : callable, optional
         Called with the number of items just finished.
 
@@ -291,7 +293,7 @@ def _dispatch(run: Callable[[Callable, list], list], fn: Callable, items: Iterab
         yield from _map_batches(partial(_submit_pickled, executor), run, fn, items, slots,
                                 batch_size or CLUSTER_BATCH, progress, share=False)
         return
-    batch_size = batch_size or 32
+    batch_size = batch_size or LOCAL_BATCH
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, found {workers}")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from segdata.jsonstream import parse_items
-from segdata.model import Annotation
+from segdata.model import Annotation, find_sorted
 
 #: ``decode(record, split, height, width, defect, mask_ok) -> Annotation``: the reader's own record decoder
 #: (the columns' id, image_id, category_id and iscrowd replace the annotation's: per-image records lack them).
@@ -394,22 +394,21 @@ class _GroupedRows(Mapping[tuple[str, int], AnnotationGroup]):
         """
         spans = np.zeros((len(keys), 2), np.int64)  # (low, high) in ``order``; (0, 0): not found
         places: dict[str, list[int]] = {}
-        for place, (name, _) in enumerate(keys):
-            places.setdefault(name, []).append(place)
+        for place, (name, image_id) in enumerate(keys):
+            if isinstance(image_id, (int, np.integer)):  # as get: an id of another type is no image's
+                places.setdefault(name, []).append(place)
         for name, at_keys in places.items():
-            wanted = np.array([keys[place][1] for place in at_keys])
             ids, bounds = self._per_split.get(self._split_index.get(name), (np.zeros(0, np.int64), None))
-            if not len(ids) or wanted.dtype.kind != "i":  # no such split, or ids that are not integers
+            if not len(ids):  # no such split
                 continue
-            at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
-            hit = ids[at] == wanted
+            hit, at = find_sorted(ids, np.array([keys[place][1] for place in at_keys]))
             spans[np.array(at_keys)[hit]] = np.stack([bounds[at[hit]], bounds[at[hit] + 1]], axis=1)
         lengths = spans[:, 1] - spans[:, 0]
         ends = np.cumsum(lengths)
         table = self._store._table(self._order[np.repeat(spans[:, 0] - ends + lengths, lengths)
                                                + np.arange(ends[-1] if len(ends) else 0)])
-        for key, end, length in zip(keys, ends.tolist(), lengths.tolist()):
-            yield AnnotationGroup(self._store._detached(table[end - length:end])) if length else self.get(key)
+        for end, length in zip(ends.tolist(), lengths.tolist()):
+            yield AnnotationGroup(self._store._detached(table[end - length:end])) if length else None
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, tuple) and len(key) == 2 and self._span(key) is not None
