@@ -37,6 +37,15 @@ CHUNK = 512
 IN_MEMORY = 4 << 20
 
 
+def pack(items: list[T]) -> bytes:
+    """``items`` as one chunk of a :class:`PackedList` (:meth:`PackedList.add_packed`).
+
+    Packed in the worker that made them, results cross to the process that
+    keeps them as these bytes, and are never objects there until read.
+    """
+    return zlib.compress(pickle.dumps(items, pickle.HIGHEST_PROTOCOL), 1)
+
+
 class PackedList(Generic[T]):
     """Items appended in order, iterated in order (any number of times); not indexable.
 
@@ -60,10 +69,20 @@ class PackedList(Generic[T]):
         if len(self._tail) == CHUNK:
             self._pack()
 
+    def add_packed(self, chunk: bytes, count: int) -> None:
+        """Append the ``count`` items that :func:`pack` made ``chunk`` of, after those appended so far."""
+        if self._tail:
+            self._pack()
+        self._store(chunk)
+        self._len += count
+
     def _pack(self) -> None:
-        chunk = zlib.compress(pickle.dumps(self._tail, pickle.HIGHEST_PROTOCOL), 1)
+        chunk = pack(self._tail)
         self._tail = []
-        if self._held + len(chunk) <= self._in_memory:
+        self._store(chunk)
+
+    def _store(self, chunk: bytes) -> None:
+        if self._file is None and self._held + len(chunk) <= self._in_memory:  # once one spills, all do
             self._chunks.append(chunk)
             self._held += len(chunk)
             return

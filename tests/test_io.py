@@ -10,7 +10,7 @@ import numpy as np
 
 from segdata.io import dumps_json, iter_json, output_dir, write_bytes_atomic
 from segdata.model import Finding
-from segdata.packed import CHUNK, PackedList
+from segdata.packed import CHUNK, PackedList, pack
 
 
 def _umask() -> int:
@@ -59,6 +59,17 @@ def test_packed_list_past_its_memory_keeps_chunks_on_disk_and_gives_back_every_i
         seen.append(finding)
     assert seen == findings and list(packed) == findings + findings[:CHUNK]
     assert pickle.loads(pickle.dumps(packed)) == findings + findings[:CHUNK]
+
+
+def test_chunks_packed_elsewhere_join_in_order_and_a_small_one_never_passes_a_spilled_one():
+    findings = _findings(3 * CHUNK)
+    big, small = findings[:CHUNK], findings[CHUNK:CHUNK + 2]
+    packed = PackedList(findings[-3:], in_memory=len(pack(big)) - 1)  # the big chunk spills; the small fits
+    packed.add_packed(pack(big), len(big))
+    packed.add_packed(pack(small), len(small))
+    packed.append(findings[-1])
+    assert len(packed) == 3 + CHUNK + 2 + 1
+    assert list(packed) == findings[-3:] + big + small + findings[-1:]
 
 
 def test_streamed_json_has_the_bytes_of_the_whole_document():

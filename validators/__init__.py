@@ -29,8 +29,8 @@ from typing import TypeVar
 
 from segdata.errors import UsageError
 from segdata.model import SEVERITIES, Annotation, Dataset, Finding, ImageRecord
-from segdata.packed import PackedList
-from segdata.parallel import map_images
+from segdata.packed import PackedList, pack
+from segdata.parallel import map_batches
 from segdata.validators import consistency, files, formats, geometry, overlap, schema  # noqa: F401  (they register)
 from segdata.validators._registry import CHECKS, CODES, OVERLAP_MODES, Context, ImageJob
 
@@ -129,11 +129,27 @@ def _per_image_findings(dataset: Dataset, parts: dict[str, ImageJob],
                         context: Context) -> dict[str, PackedList[Finding]]:
     held = {name: PackedList(in_memory=0) for name in parts}
     jobs = ((image, anns) for image, anns in dataset.iter_images() if not image.defect and anns)
-    for found in map_images(partial(_image_findings, parts=tuple(parts.values())), jobs,
-                            workers=context.workers, progress=context.progress):
-        for findings, kept in zip(found, held.values()):
-            kept.extend(findings)
+    for packed in map_batches(partial(_batch_findings, parts=tuple(parts.values())), jobs,
+                              workers=context.workers, progress=context.progress):
+        for chunk, kept in zip(packed, held.values()):
+            if chunk is not None:
+                kept.add_packed(*chunk)
     return held
+
+
+def _batch_findings(jobs: list[tuple[ImageRecord, list[Annotation]]],
+                    parts: tuple[ImageJob, ...]) -> list[tuple[bytes, int] | None]:
+    """Every part's findings of some images, packed where they were found (``(chunk, count)``, ``None``: none).
+
+    They can number one per overlapping pair of instances (50k over 20k
+    COCO-like images); the command's process keeps them as it receives
+    them, without unpickling and packing them again.
+    """
+    found: list[list[Finding]] = [[] for _ in parts]
+    for job in jobs:
+        for kept, findings in zip(found, _image_findings(job, parts)):
+            kept.extend(findings)
+    return [(pack(findings), len(findings)) if findings else None for findings in found]
 
 
 def _image_findings(job: tuple[ImageRecord, list[Annotation]],
