@@ -70,6 +70,5 @@ def check_files(dataset: Dataset, context: Context) -> Iterable[Finding]:
     """Missing, unreadable and wrongly sized image files, one header read per image."""
     jobs = ((i.split, i.id, i.file_name, str(i.path) if i.path else None, i.width, i.height)
             for i in dataset.images if not i.defect)
-    for findings in map_images(partial(_check_file, wanted=context.codes), jobs, workers=context.workers,
-                               batch_size=64):
+    for findings in map_images(partial(_check_file, wanted=context.codes), jobs, workers=context.workers):
         yield from findings
