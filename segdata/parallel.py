@@ -10,7 +10,7 @@ import os
 import pickle
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
 from itertools import islice
 from typing import Any, TypeVar
@@ -60,15 +60,19 @@ LOCAL_BATCH = 32
 _started: tuple[int, ProcessPoolExecutor] | None = None
 _prepared: int | None = None  # the command's --workers, once prepare() has been told
 _dask = None  # a distributed.Client, once use_scheduler() has connected one
+_dask_starting: Future | None = None  # that Client, while a LocalCluster starts beside the command's work
 
 
-def use_scheduler(address: str | None, workers: int | None = None, *, timeout: float = 10) -> None:
+def use_scheduler(address: str | None, workers: int | None = None, *, timeout: float = 10,
+                  background: bool = False) -> None:
     """Run every :func:`map_images` of this process on a Dask cluster (``None``: stop doing so).
 
     ``address`` is a running ``dask.distributed`` scheduler
     (``tcp://host:8786``) or ``"local"`` for a ``LocalCluster`` of
     ``workers`` single-threaded processes; ``timeout`` (seconds) bounds the
-    wait for a remote one.  Items still travel in batches,
+    wait for a remote one.  With ``background``, a LocalCluster starts on a
+    thread while the caller goes on, and until it is up the batches of
+    :func:`map_images` run in this process.  Items still travel in batches,
     and results come back in input order, so the output is the same as with
     the local pool.  The workers' heap is set up as a local helper's
     (:func:`_reuse_freed_pages`).
@@ -79,10 +83,14 @@ def use_scheduler(address: str | None, workers: int | None = None, *, timeout: f
         Dask is not installed (``pip install segdata[dask]``), or the
         scheduler cannot be reached.
     """
-    global _dask
-    if _dask is not None:
-        cluster = _dask.cluster  # the LocalCluster this process started, if it did
-        _dask.close()
+    global _dask, _dask_starting
+    try:
+        client = _cluster(wait=True)
+    except UsageError:  # a LocalCluster that failed to start: nothing to close
+        client = None
+    if client is not None:
+        cluster = client.cluster  # the LocalCluster this process started, if it did
+        client.close()
         if cluster is not None:
             cluster.close()
         _dask = None
@@ -90,13 +98,27 @@ def use_scheduler(address: str | None, workers: int | None = None, *, timeout: f
         return
     try:
         import dask
-        from distributed import Client, LocalCluster
+        import distributed  # noqa: F401  (installed? _connect makes the Client)
     except ImportError as err:
         raise UsageError("--scheduler needs Dask: pip install 'segdata[dask]'") from err
     # Dask keeps the last 1,000 message batches each connection sent, for its developers: every task's
     # pickled images, ~90 MB in this process over a 5k-image job.  Set before the connections are made
     # (a LocalCluster's workers inherit it).
     dask.config.set({"distributed.admin.low-level-log-length": 0})
+    atexit.register(use_scheduler, None)
+    if address == "local" and background:
+        # its start (~1.5 s: a scheduler, spawned workers importing Dask) overlaps the command's reading
+        starter = ThreadPoolExecutor(1, thread_name_prefix="segdata-cluster-start")
+        _dask_starting = starter.submit(_connect, address, workers, timeout)
+        starter.shutdown(wait=False)
+    else:
+        _dask = _connect(address, workers, timeout)
+
+
+def _connect(address: str, workers: int | None, timeout: float):
+    """A Client of the scheduler at ``address``, or of a new LocalCluster; its workers' heap set up."""
+    from distributed import Client, LocalCluster
+
     try:
         if address == "local":
             # no dashboard; its scheduler's HTTP routes (health, metrics) on a free port, not on 8787,
@@ -104,15 +126,24 @@ def use_scheduler(address: str | None, workers: int | None = None, *, timeout: f
             cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
                                    dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                                    silence_logs=logging.ERROR)
-            _dask = Client(cluster, set_as_default=False)
+            client = Client(cluster, set_as_default=False)
         else:
-            _dask = Client(address, timeout=timeout, set_as_default=False)
+            client = Client(address, timeout=timeout, set_as_default=False)
     except OSError as err:
         raise UsageError(f"cannot reach the Dask scheduler at {address!r} ({err})") from err
     # as in a local helper; without it a worker faulted in every image's arrays anew: convert to VOC over
     # 5k images on a 1-worker LocalCluster spent 8.6 s in the kernel (26.7 s in all), with it 1.3 s (18.5 s)
-    _dask.run(_reuse_freed_pages)
-    atexit.register(use_scheduler, None)
+    client.run(_reuse_freed_pages)
+    return client
+
+
+def _cluster(wait: bool):
+    """The Client of :func:`use_scheduler`, if any; one still starting counts only when ``wait``."""
+    global _dask, _dask_starting
+    if _dask_starting is not None and (wait or _dask_starting.done()):
+        starting, _dask_starting = _dask_starting, None
+        _dask = starting.result()
+    return _dask
 
 
 def prepare(workers: int | None = None, scheduler: str | None = None) -> None:
@@ -124,7 +155,7 @@ def prepare(workers: int | None = None, scheduler: str | None = None) -> None:
     global _prepared
     _prepared = workers
     _one_native_thread()
-    use_scheduler(scheduler, workers)  # None: this process's earlier cluster, if any, is let go
+    use_scheduler(scheduler, workers, background=True)  # None: this process's earlier cluster is let go
     if not scheduler:
         start_workers(workers)
 
@@ -287,11 +318,8 @@ def map_batches(
 def _dispatch(run: Callable[[Callable, list], list], fn: Callable, items: Iterable, workers: int | None,
               batch_size: int | None, progress: Callable[[int], None] | None) -> Iterator:
     """``run(fn, batch)`` over the batches, here, in helpers or on the cluster; the results in order."""
-    if _dask is not None:
-        executor = _dask.get_executor(pure=False)
-        slots = max(1, sum(_dask.nthreads().values()))
-        yield from _map_batches(partial(_submit_pickled, executor), run, fn, items, slots,
-                                batch_size or CLUSTER_BATCH, progress, share=False)
+    if _dask is not None or _dask_starting is not None:
+        yield from _on_cluster(run, fn, items, batch_size, progress)
         return
     batch_size = batch_size or LOCAL_BATCH
     workers = default_workers() if workers is None else workers
@@ -320,6 +348,24 @@ def _dispatch(run: Callable[[Callable, list], list], fn: Callable, items: Iterab
             yield from _map_batches(pool.submit, run, fn, items, workers, batch_size, progress)
     finally:
         gc.unfreeze()
+
+
+def _on_cluster(run: Callable[[Callable, list], list], fn: Callable, items: Iterable, batch_size: int | None,
+                progress: Callable[[int], None] | None) -> Iterator:
+    """``run(fn, batch)`` on the Dask cluster; while a LocalCluster starts, here, a batch at a time."""
+    if _cluster(wait=False) is None:
+        items = iter(items)
+        while _cluster(wait=False) is None:
+            batch = list(islice(items, batch_size or LOCAL_BATCH))
+            if not batch:
+                return
+            yield from run(fn, batch)
+            if progress:
+                progress(len(batch))
+    executor = _dask.get_executor(pure=False)
+    slots = max(1, sum(_dask.nthreads().values()))
+    yield from _map_batches(partial(_submit_pickled, executor), run, fn, items, slots,
+                            batch_size or CLUSTER_BATCH, progress, share=False)
 
 
 def _submit_pickled(executor: Executor, run: Callable, fn: Callable, batch: list) -> Future:

@@ -165,6 +165,28 @@ def test_dask_local_cluster_gives_the_same_results(recwarn):
     assert not [w for w in recwarn if "already in use" in str(w.message)]
 
 
+def _where_slow_at_home(x: int, home: int) -> tuple[int, int]:
+    if os.getpid() == home:  # the command's own batches take a while: the cluster comes up meanwhile
+        time.sleep(0.02)
+    return x, os.getpid()
+
+
+def test_a_local_cluster_starting_in_the_background_takes_over_from_this_process():
+    parallel.use_scheduler("local", workers=2, background=True)
+    try:
+        assert parallel._dask is None and parallel._dask_starting is not None
+        done = []
+        job = partial(_where_slow_at_home, home=os.getpid())
+        found = list(map_images(job, range(2000), progress=done.append))
+        assert [x for x, _ in found] == list(range(2000)) and sum(done) == 2000
+        here = [pid == os.getpid() for _, pid in found]
+        assert here[0] and not here[-1] and here == sorted(here, reverse=True)  # here first, then the cluster
+        assert parallel._dask is not None
+    finally:
+        parallel.use_scheduler(None)
+    assert parallel._dask is None and parallel._dask_starting is None
+
+
 def test_unreachable_scheduler_is_a_usage_error():
     with pytest.raises(UsageError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
         parallel.use_scheduler("tcp://127.0.0.1:9", timeout=1)

@@ -139,7 +139,7 @@ def _per_image_findings(dataset: Dataset, parts: dict[str, ImageJob],
 
 def _batch_findings(jobs: list[tuple[ImageRecord, list[Annotation]]],
                     parts: tuple[ImageJob, ...]) -> list[tuple[bytes, int] | None]:
-    """Every part's findings of some images, packed where they were found (``(chunk, count)``, ``None``: none).
+    """Every part's findings of some images, packed where they were found: ``(chunk, count)`` or ``None``.
 
     They can number one per overlapping pair of instances (50k over 20k
     COCO-like images); the command's process keeps them as it receives
