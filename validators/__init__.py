@@ -154,7 +154,7 @@ def _batch_findings(jobs: list[tuple[ImageRecord, list[Annotation]]],
 
 def _image_findings(job: tuple[ImageRecord, list[Annotation]],
                     parts: tuple[ImageJob, ...]) -> list[list[Finding]]:
-    """Every part's findings of one image, its annotations decoded once (module level: pickled to helpers).
+    """Every part's findings of one image, its annotations decoded once (for :func:`_batch_findings`).
 
     Each mask's RLE is made once for all the parts, on a copy of the mask:
     a dataset held in memory does not keep it (see :meth:`Mask.to_rle`).
