@@ -353,7 +353,7 @@ def _dispatch(run: Callable[[Callable, list], list], fn: Callable, items: Iterab
 def _on_cluster(run: Callable[[Callable, list], list], fn: Callable, items: Iterable, batch_size: int | None,
                 progress: Callable[[int], None] | None) -> Iterator:
     """``run(fn, batch)`` on the Dask cluster; while a LocalCluster starts, here, a batch at a time."""
-    if _cluster(wait=False) is None:
+    if _cluster(wait=False) is None:  # else items stay as given: a list's last batches shrink
         items = iter(items)
         while _cluster(wait=False) is None:
             batch = list(islice(items, batch_size or LOCAL_BATCH))
