@@ -25,11 +25,28 @@ def _where(x: int) -> int:
 
 
 def _page_faults_of_a_second_image(_) -> int:
-    """Page faults while a 4 MB array is made and freed, after one of the same size was."""
-    np.ones(4 << 20, np.uint8)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    np.ones(4 << 20, np.uint8)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    """Page faults while a 4 MB array is made and freed, after one of the same size was; fewest of 3 tries.
+
+    ~1,025 if the freed array went back to the system; if it was kept, 0,
+    but now and then up to ~600 on a Dask worker (its tasks run on a thread
+    with a glibc arena of its own; cause not pinned down).  Huge pages are
+    off here, or a fresh mapping could take as few as 3 faults.
+    """
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:  # NumPy 1
+        from numpy.core.multiarray import _set_madvise_hugepage
+    hugepages = _set_madvise_hugepage(False)
+    try:
+        faults = []
+        for _ in range(3):
+            np.ones(4 << 20, np.uint8)
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            np.ones(4 << 20, np.uint8)
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        return min(faults)
+    finally:
+        _set_madvise_hugepage(hugepages)
 
 
 def _slow_in_a_helper(main_pid: int, x: int) -> int:
@@ -127,7 +144,6 @@ def test_started_helpers_are_reused():
 @pytest.mark.skipif(parallel._libc is None, reason="glibc's malloc only")
 def test_a_helper_reuses_the_pages_of_the_last_images_arrays():
     parallel.start_workers(2)
-    # 1,024 pages if the freed array had gone back to the system (glibc unmaps a helper's freed top)
     assert parallel._started[1].submit(_page_faults_of_a_second_image, None).result() < 50
 
 
