@@ -368,19 +368,33 @@ def _on_cluster(run: Callable[[Callable, list], list], fn: Callable, items: Iter
                             batch_size or CLUSTER_BATCH, progress, share=False)
 
 
-def _submit_pickled(executor: Executor, run: Callable, fn: Callable, batch: list) -> Future:
-    """Submit a batch to a Dask cluster as one string of bytes.
+def _submit_pickled(executor: Executor, run: Callable, fn: Callable, batch: list) -> _Pickled:
+    """Submit a batch to a Dask cluster as one string of bytes; its results come back as one too.
 
     Dask's scheduler unpickles every task it is sent and pickles it again
     for the worker; bytes cross it untouched.  Over 20k images of
     ``validate`` on a 2-worker LocalCluster, whose scheduler runs in the
-    command's process, that process's CPU went from 15.0 to 11.7 s.
+    command's process, that process's CPU went from 15.0 to 11.7 s.  A list
+    of results holding bytes or arrays Dask would serialise item by item, at
+    both ends: as one pickle, the workers' CPU went from 39.7 to 36.5 s,
+    that process's from 6.5 to 5.1 s.
     """
-    return executor.submit(_run_pickled, run, fn, pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+    return _Pickled(executor.submit(_run_pickled, run, fn, pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)))
 
 
-def _run_pickled(run: Callable, fn: Callable, batch: bytes) -> list:
-    return run(fn, pickle.loads(batch))
+def _run_pickled(run: Callable, fn: Callable, batch: bytes) -> bytes:
+    return pickle.dumps(run(fn, pickle.loads(batch)), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class _Pickled:
+    """A future of :func:`_run_pickled`: its ``result()`` is the list of results."""
+
+    def __init__(self, future: Future) -> None:
+        self.future = future
+        self.done, self.cancel = future.done, future.cancel
+
+    def result(self) -> list:
+        return pickle.loads(self.future.result())
 
 
 def _map_batches(submit: Callable[..., Future], run, fn, items, workers: int, batch_size: int, progress,

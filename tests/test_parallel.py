@@ -10,6 +10,7 @@ from functools import partial
 
 import numpy as np
 import pytest
+from distributed.protocol import dask_deserialize, dask_serialize
 
 from segdata import parallel
 from segdata.errors import UsageError
@@ -77,6 +78,27 @@ def _unpickle_item(value: int) -> _Item:
 
 def _value(item: _Item) -> int:
     return item.value
+
+
+_DASK_DESERIALIZED: list[int] = []  # the values of the _Results Dask deserialised in this process
+
+
+class _Result:
+    """A result of a type with serialisers of its own, as an array or bytes has: Dask would pick them."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+@dask_serialize.register(_Result)
+def _serialize_result(result: _Result) -> tuple[dict, list[bytes]]:
+    return {}, [str(result.value).encode()]
+
+
+@dask_deserialize.register(_Result)
+def _deserialize_result(header: dict, frames: list[bytes]) -> _Result:
+    _DASK_DESERIALIZED.append(int(frames[0]))
+    return _Result(int(frames[0]))
 
 
 def _fail_on_seven(x: int) -> int:
@@ -175,6 +197,8 @@ def test_dask_local_cluster_gives_the_same_results(recwarn):
             assert list(map_images(_page_faults_of_a_second_image, [None])) < [50]
         # its scheduler runs in this process and passes the batches on without unpickling them
         assert list(map_images(_value, [_Item(v) for v in range(10)])) == list(range(10)) and not _UNPICKLED
+        # and a batch's results come back as one pickle, not serialised by Dask one by one
+        assert [r.value for r in map_images(_Result, range(10))] == list(range(10)) and not _DASK_DESERIALIZED
     finally:
         parallel.use_scheduler(None)
     assert parallel._dask is None
