@@ -379,7 +379,8 @@ def _submit_pickled(executor: Executor, run: Callable, fn: Callable, batch: list
     both ends: as one pickle, the workers' CPU went from 39.7 to 36.5 s,
     that process's from 6.5 to 5.1 s.
     """
-    return _Pickled(executor.submit(_run_pickled, run, fn, pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)))
+    batch_bytes = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+    return _Pickled(executor.submit(_run_pickled, run, fn, batch_bytes))
 
 
 def _run_pickled(run: Callable, fn: Callable, batch: bytes) -> bytes:
