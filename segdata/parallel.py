@@ -123,8 +123,9 @@ def _connect(address: str, workers: int | None, timeout: float):
         if address == "local":
             # no dashboard; its scheduler's HTTP routes (health, metrics) on a free port, not on 8787,
             # which a second command's cluster would find taken and say so
-            cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-                                   dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
+                                   processes=True, dashboard_address=None,
+                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                                    silence_logs=logging.ERROR)
             client = Client(cluster, set_as_default=False)
         else:

@@ -189,7 +189,8 @@ def test_dask_local_cluster_gives_the_same_results(recwarn):
         parallel.use_scheduler("local", workers=2)
     try:
         done = []
-        assert list(map_images(_square, range(103), batch_size=5, progress=done.append)) == [x * x for x in range(103)]
+        squares = list(map_images(_square, range(103), batch_size=5, progress=done.append))
+        assert squares == [x * x for x in range(103)]
         assert sum(done) == 103
         assert os.getpid() not in set(map_images(_where, range(20), batch_size=5))  # all of it on the cluster
         assert list(map_batches(len, iter(range(600)))) == [256, 256, 88]  # tasks worth a cluster's overhead
