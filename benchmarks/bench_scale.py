@@ -21,7 +21,9 @@ which draws other image ids, but a sample of the same generator).
   ``LocalCluster``) and ``--scheduler local --workers 1``; time is the
   whole command, memory the peak summed PSS of the process tree
   (``_memory.py``: the command, its helpers, the Dask scheduler and
-  workers).
+  workers).  With ``--repeat N`` each job runs N times on every backend,
+  the backends taken in turn, and the table gives the median time and the
+  largest peak: this host's speed drifts by several per cent between runs.
 
 Writes the ``## Scale (issue 10)`` section of ``benchmarks/RESULTS.md``.
 
@@ -33,7 +35,7 @@ Usage::
     python benchmarks/bench_scale.py [--sizes 5k,20k,118k]
         [--jobs load,stats,validate,convert,semantic,leakage,validate-files,report] [--jobs-118k load,stats]
         [--backends '1 worker,2 workers,Dask LocalCluster of 2,Dask LocalCluster of 1']
-        [--backends-118k '1 worker,2 workers']
+        [--backends-118k '1 worker,2 workers'] [--repeat 1]
         [--no-write]
 """
 
@@ -43,6 +45,7 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,9 +120,10 @@ def job_run(job: str, data: Path, backend: list[str]) -> dict:
         return {"seconds": time.perf_counter() - start, "peak_mb": peak}
 
 
-def section(results: dict, load: dict, loadavg: tuple[float, float]) -> str:
+def section(results: dict, load: dict, loadavg: tuple[float, float], repeat: int = 1) -> str:
+    runs = "one run each" if repeat == 1 else f"the median of {repeat} runs each, the backends taken in turn"
     lines = [HEADING, "",
-             f"`python benchmarks/bench_scale.py` — measured {date.today().isoformat()}, one run each, fresh "
+             f"`python benchmarks/bench_scale.py` — measured {date.today().isoformat()}, {runs}, fresh "
              f"process; Python {platform.python_version()}, {os.cpu_count()} cores, load average "
              f"{loadavg[0]:.2f} before and {loadavg[1]:.2f} after.", ""]
     if load:
@@ -134,11 +138,13 @@ def section(results: dict, load: dict, loadavg: tuple[float, float]) -> str:
         lines.append("")
     if results:
         lines += ["### Jobs (CLI, whole command)", "",
-                  "| job | images | backend | seconds | µs / image | peak PSS MB |",
-                  "|---|---:|---|---:|---:|---:|"]
+                  "| job | images | backend | seconds | µs / image | peak PSS MB |"
+                  + (" each run s |" if repeat > 1 else ""),
+                  "|---|---:|---|---:|---:|---:|" + ("---|" if repeat > 1 else "")]
         for (job, size, backend), r in results.items():
+            each = f" {', '.join(f'{s:.1f}' for s in r['runs'])} |" if repeat > 1 else ""
             lines.append(f"| {job} | {size} | {backend} | {r['seconds']:.1f} | "
-                         f"{r['seconds'] / r['images'] * 1e6:,.0f} | {r['peak_mb']:.0f} |")
+                         f"{r['seconds'] / r['images'] * 1e6:,.0f} | {r['peak_mb']:.0f} |{each}")
         lines += ["", "| job | images | speed-up, 2 workers / 1 | Dask of 2 / 1 worker "
                   "| Dask of 2 / Dask of 1 |", "|---|---:|---:|---:|---:|"]
         for job, size in dict.fromkeys((j, s) for j, s, _ in results):
@@ -186,11 +192,15 @@ def main() -> None:
                         help="The jobs also run at 118k (each takes minutes; no image job: no 118k tree).")
     parser.add_argument("--backends-118k", default=None,
                         help="The backends of the 118k runs but load (default: --backends).")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="Runs of each job on each backend, the backends taken in turn; the median counts.")
     parser.add_argument("--no-write", action="store_true", help="Print the section, leave RESULTS.md alone.")
     args = parser.parse_args()
     sizes, jobs, backends = args.sizes.split(","), args.jobs.split(","), args.backends.split(",")
     backends_118k = backends if args.backends_118k is None else args.backends_118k.split(",")
     at_118k = [j for j in args.jobs_118k.split(",") if j]  # "" runs nothing at 118k
+    if args.repeat < 1:
+        sys.exit(f"--repeat must be at least 1, found {args.repeat}")
     if unknown := sorted(set(jobs + at_118k) - {"load", *JOBS, *IMAGE_JOBS}):
         sys.exit(f"unknown job(s) {', '.join(unknown)}; known: {', '.join(['load', *JOBS, *IMAGE_JOBS])}")
     if unknown := sorted(set(backends + backends_118k) - set(BACKENDS)):
@@ -214,11 +224,18 @@ def main() -> None:
             load[size] = load_row(data)
             print(size, "load", load[size], file=sys.stderr)
         for job in on_file + on_tree:
-            for backend in backends_118k if size == "118k" else backends:
-                run = job_run(job, data if job in JOBS else tree, BACKENDS[backend])
-                results[(job, size, backend)] = {**run, "images": images}
-                print(size, job, backend, results[(job, size, backend)], file=sys.stderr)
-    text = section(results, load, (before, os.getloadavg()[0]))
+            runs: dict[str, list[dict]] = {}
+            for _ in range(args.repeat):
+                for backend in backends_118k if size == "118k" else backends:
+                    run = job_run(job, data if job in JOBS else tree, BACKENDS[backend])
+                    runs.setdefault(backend, []).append(run)
+                    print(size, job, backend, run, file=sys.stderr)
+            for backend, each in runs.items():
+                seconds = [run["seconds"] for run in each]
+                results[(job, size, backend)] = {"seconds": statistics.median(seconds), "runs": seconds,
+                                                 "peak_mb": max(run["peak_mb"] for run in each),
+                                                 "images": images}
+    text = section(results, load, (before, os.getloadavg()[0]), args.repeat)
     print(text)
     if not args.no_write:
         write_section(HEADING, text)
