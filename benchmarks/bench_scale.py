@@ -193,7 +193,8 @@ def main() -> None:
     parser.add_argument("--backends-118k", default=None,
                         help="The backends of the 118k runs but load (default: --backends).")
     parser.add_argument("--repeat", type=int, default=1,
-                        help="Runs of each job on each backend, the backends taken in turn; the median counts.")
+                        help="Runs of each job on each backend, the backends taken in turn; "
+                             "the median counts.")
     parser.add_argument("--no-write", action="store_true", help="Print the section, leave RESULTS.md alone.")
     args = parser.parse_args()
     sizes, jobs, backends = args.sizes.split(","), args.jobs.split(","), args.backends.split(",")
