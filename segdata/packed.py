@@ -93,22 +93,43 @@ class PackedList(Generic[T]):
         self._file.write(chunk)
 
     def extend(self, items: Iterable[T]) -> None:
-        for item in items:
-            self.append(item)
+        """Append ``items``; of another packed list, its chunks as they are, not unpacked and packed again."""
+        if not isinstance(items, PackedList):
+            for item in items:
+                self.append(item)
+            return
+        chunks, count, tail = items._snapshot()
+        if self._tail:
+            self._pack()
+        for chunk in chunks:
+            self._store(chunk)
+        self._len += count
+        self.extend(tail)
+
+    def _snapshot(self) -> tuple[Iterator[bytes], int, list[T]]:
+        """The packed chunks so far, in order, how many items they hold, and the items not yet packed.
+
+        What is appended later is not among them.
+        """
+        chunks, spilled, tail = list(self._chunks), list(self._spilled), list(self._tail)
+
+        def read() -> Iterator[bytes]:
+            yield from chunks
+            if spilled:
+                self._file.flush()  # type: ignore[union-attr]
+                fd = self._file.fileno()  # type: ignore[union-attr]
+                for offset, length in spilled:
+                    yield os.pread(fd, length, offset)
+
+        return read(), self._len - len(tail), tail
 
     def __len__(self) -> int:
         return self._len
 
     def __iter__(self) -> Iterator[T]:
-        # what is appended while iterating is not seen
-        chunks, spilled, tail = list(self._chunks), list(self._spilled), list(self._tail)
+        chunks, _, tail = self._snapshot()  # what is appended while iterating is not seen
         for chunk in chunks:
             yield from pickle.loads(zlib.decompress(chunk))
-        if spilled:
-            self._file.flush()  # type: ignore[union-attr]
-            fd = self._file.fileno()  # type: ignore[union-attr]
-        for offset, length in spilled:
-            yield from pickle.loads(zlib.decompress(os.pread(fd, length, offset)))
         yield from tail
 
     def __reduce__(self):

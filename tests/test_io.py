@@ -72,6 +72,18 @@ def test_chunks_packed_elsewhere_join_in_order_and_a_small_one_never_passes_a_sp
     assert list(packed) == findings[-3:] + big + small + findings[-1:]
 
 
+def test_a_packed_list_extended_by_another_takes_its_chunks_without_unpacking_them(monkeypatch):
+    findings = _findings(2 * CHUNK + 3)
+    source = PackedList(findings, in_memory=len(pack(findings[:CHUNK])))  # a chunk held, one spilled, 3 loose
+    kept = PackedList(findings[:2])
+    with monkeypatch.context() as patched:
+        patched.setattr("segdata.packed.zlib.decompress", None)  # unpacking a chunk would fail
+        kept.extend(source)
+        kept.extend(kept)  # itself: what it held when asked
+    assert len(kept) == 2 * (2 + len(findings))
+    assert list(kept) == 2 * (findings[:2] + findings) and list(source) == findings
+
+
 def test_streamed_json_has_the_bytes_of_the_whole_document():
     findings = _findings(1100)
     document = {"verdict": {"line": "x", "counts": {"b": 2, "a": 1}}, "validate": {

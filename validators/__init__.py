@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from copy import copy
 from dataclasses import replace
 from functools import partial
+from itertools import chain
 from typing import TypeVar
 
 from segdata.errors import UsageError
@@ -86,7 +87,8 @@ def validate(
         Called with the number of images just finished (one pass for all per-image checks).
     collect : callable, optional
         Given the findings as an iterator, as the checks produce them, returns what ``validate``
-        returns (default ``list``; :class:`segdata.packed.PackedList` holds many compactly).
+        returns (default ``list``).  :class:`segdata.packed.PackedList` holds many compactly, and
+        keeps the per-image checks' findings as the workers packed them.
 
     Returns
     -------
@@ -105,11 +107,16 @@ def validate(
     if min_area < 1:
         raise UsageError(f"min_area must be at least 1 pixel, found {min_area}")
     context = Context(codes, overlap_mode, min_area, workers, progress)
-    return collect(f for f in _run_checks(dataset, context) if f.code in codes)
+    if collect is PackedList:  # the packed chunks of the per-image checks are kept as they came
+        found: PackedList[Finding] = PackedList()
+        for findings in _run_checks(dataset, context):
+            found.extend(findings)
+        return found  # type: ignore[return-value]
+    return collect(chain.from_iterable(_run_checks(dataset, context)))
 
 
-def _run_checks(dataset: Dataset, context: Context) -> Iterator[Finding]:
-    """The checks' findings in registry order; their per-image parts run in one pass, at the first one.
+def _run_checks(dataset: Dataset, context: Context) -> Iterator[Iterable[Finding]]:
+    """Each check's selected findings, in registry order; the per-image parts run in one pass, at the first.
 
     The findings of every part but the one being reported wait, packed, on
     disk: they can number one per overlapping pair of instances.
@@ -118,28 +125,28 @@ def _run_checks(dataset: Dataset, context: Context) -> Iterator[Finding]:
     parts = {check.name: part for check in checks if check.image_part and (part := check.image_part(context))}
     held: dict[str, PackedList[Finding]] | None = None
     for check in checks:
-        yield from check.fn(dataset, context)
+        yield (f for f in check.fn(dataset, context) if f.code in context.codes)
         if check.name in parts:
             if held is None:
                 held = _per_image_findings(dataset, parts, context)
-            yield from held.pop(check.name)
+            yield held.pop(check.name)
 
 
 def _per_image_findings(dataset: Dataset, parts: dict[str, ImageJob],
                         context: Context) -> dict[str, PackedList[Finding]]:
     held = {name: PackedList(in_memory=0) for name in parts}
     jobs = ((image, anns) for image, anns in dataset.iter_images() if not image.defect and anns)
-    for packed in map_batches(partial(_batch_findings, parts=tuple(parts.values())), jobs,
-                              workers=context.workers, progress=context.progress):
+    batch = partial(_batch_findings, parts=tuple(parts.values()), codes=context.codes)
+    for packed in map_batches(batch, jobs, workers=context.workers, progress=context.progress):
         for chunk, kept in zip(packed, held.values()):
             if chunk is not None:
                 kept.add_packed(*chunk)
     return held
 
 
-def _batch_findings(jobs: list[tuple[ImageRecord, list[Annotation]]],
-                    parts: tuple[ImageJob, ...]) -> list[tuple[bytes, int] | None]:
-    """Every part's findings of some images, packed where they were found: ``(chunk, count)`` or ``None``.
+def _batch_findings(jobs: list[tuple[ImageRecord, list[Annotation]]], parts: tuple[ImageJob, ...],
+                    codes: frozenset[str]) -> list[tuple[bytes, int] | None]:
+    """Every part's selected findings of some images, packed where found: ``(chunk, count)`` or ``None``.
 
     They can number one per overlapping pair of instances (50k over 20k
     COCO-like images); the command's process keeps them as it receives
@@ -148,7 +155,7 @@ def _batch_findings(jobs: list[tuple[ImageRecord, list[Annotation]]],
     found: list[list[Finding]] = [[] for _ in parts]
     for job in jobs:
         for kept, findings in zip(found, _image_findings(job, parts)):
-            kept.extend(findings)
+            kept.extend(f for f in findings if f.code in codes)
     return [(pack(findings), len(findings)) if findings else None for findings in found]
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from segdata.masks import Mask, bitmap_to_polygons
+from segdata.packed import PackedList
 from segdata.validators import CODES, validate
 from segdata.validators.formats import CODES as FORMAT_CODES
 from tests.validators.coco_files import SIZE, ann, document, read, square
@@ -169,3 +170,15 @@ def test_per_image_checks_share_one_pass_and_report_in_registry_order(tmp_path, 
     assert passes == [1]  # each image's annotations read and decoded once for geometry, consistency, overlap
     assert [(f.code, f.annotation_id) for f in found] == [  # consistency, geometry, overlap
         ("area-mismatch", 1), ("polygon-self-intersection", 3), ("instance-overlap", 1)]
+
+
+def test_packed_findings_are_the_listed_ones_whatever_the_selection(tmp_path):
+    doc = document([ann(1, square(2, 2, 10, 10), area=1, bbox=[0, 0, 1, 1]), ann(2, square(5, 2, 15, 10)),
+                    ann(3, [[2, 12, 12, 18, 12, 12, 2, 18]])])
+    dataset = read(tmp_path, doc)
+    for only, skip in ((None, NO_FILES), (["bbox-mismatch", "instance-overlap"], None)):
+        listed = validate(dataset, only=only, skip=skip, workers=1)
+        packed = validate(dataset, only=only, skip=skip, workers=2, collect=PackedList)  # packed in a helper
+        assert isinstance(packed, PackedList) and list(packed) == listed
+    # of the consistency check's findings, only the selected code
+    assert [(f.code, f.annotation_id) for f in listed] == [("bbox-mismatch", 1), ("instance-overlap", 1)]
