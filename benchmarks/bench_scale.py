@@ -121,9 +121,9 @@ def job_run(job: str, data: Path, backend: list[str]) -> dict:
 
 
 def section(results: dict, load: dict, loadavg: tuple[float, float], repeat: int = 1) -> str:
-    runs = "one run each" if repeat == 1 else f"the median of {repeat} runs each, the backends taken in turn"
+    taken = "one run each" if repeat == 1 else f"the median of {repeat} runs each, the backends taken in turn"
     lines = [HEADING, "",
-             f"`python benchmarks/bench_scale.py` — measured {date.today().isoformat()}, {runs}, fresh "
+             f"`python benchmarks/bench_scale.py` — measured {date.today().isoformat()}, {taken}, fresh "
              f"process; Python {platform.python_version()}, {os.cpu_count()} cores, load average "
              f"{loadavg[0]:.2f} before and {loadavg[1]:.2f} after.", ""]
     if load:
