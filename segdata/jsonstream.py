@@ -142,7 +142,10 @@ def read_array_items(path: str | Path, *keys: str) -> tuple[dict[str, Any], dict
 def chunk_spans(starts: np.ndarray, closing: int, size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The items as runs of about ``size`` bytes (default :data:`CHUNK_BYTES`): ``(starts, stops)`` of each run."""
     size = size or CHUNK_BYTES
-    cuts = np.unique(np.searchsorted(starts, np.arange(starts[0], closing, size))) if len(starts) else []
+    if not len(starts):
+        return
+    cuts = np.unique(np.searchsorted(starts, np.arange(starts[0], closing, size)))
+    cuts = cuts[cuts < len(starts)]  # points within the last item start no run
     for first, last in zip(cuts, list(cuts[1:]) + [len(starts)]):  # stops per run: no copy of all starts
         tail = [closing] if last == len(starts) else []
         yield starts[first:last], np.append(starts[first + 1:last + 1], tail).astype(starts.dtype)

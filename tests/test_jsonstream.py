@@ -12,7 +12,9 @@ from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array
 
 def _streamed(path, key="annotations"):
     head, arrays = read_array_items(path, key)
-    return head, [item for spans in chunk_spans(*arrays[key]) for item in parse_items(path, *spans)]
+    runs = list(chunk_spans(*arrays[key]))
+    assert all(len(starts) for starts, _ in runs)  # an item longer than a chunk starts no empty run
+    return head, [item for spans in runs for item in parse_items(path, *spans)]
 
 
 @pytest.fixture
