@@ -34,7 +34,7 @@ from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array
 from segdata.masks import Mask, decode_rle_string
 from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
                            find_sorted, image_values)
-from segdata.parallel import map_images, release_free_memory
+from segdata.parallel import map_images, on_cluster, release_free_memory
 from segdata.stored import StoredAnnotations, narrow, repeated
 from segdata.stored_images import ImageColumns, SourceFields, StoredImages
 
@@ -159,18 +159,19 @@ def _zeros(n: int) -> np.ndarray:
 
 
 def _index_file(json_path: Path, arrays: dict[str, tuple[np.ndarray, int]]) -> _Index:
-    """Check the annotation records (``arrays["annotations"]``, popped) in tasks of :data:`_INDEX_BYTES`, on
-    every core.  Tasks are made as they are sent, and the records' offsets (7 MB at 860k records) are gone
-    before the columns are joined."""
+    """Check the annotation records (``arrays["annotations"]``, popped) in tasks of :data:`_INDEX_BYTES`
+    (:data:`_CLUSTER_INDEX_BYTES` on a Dask cluster), on every core.  Tasks are made as they are sent, and
+    the records' offsets (7 MB at 860k records) are gone before the columns are joined."""
     starts, closing = arrays.pop("annotations")
+    size = _CLUSTER_INDEX_BYTES if on_cluster() else _INDEX_BYTES
 
     def tasks() -> Iterator[tuple[str, int, np.ndarray, np.ndarray]]:
         first = 0
-        for chunk, stops in chunk_spans(starts, closing, _INDEX_BYTES):
+        for chunk, stops in chunk_spans(starts, closing, size):
             yield str(json_path), first, chunk, stops
             first += len(chunk)
 
-    workers = None if len(starts) and closing - starts[0] > _INDEX_BYTES else 1  # one task: no helper
+    workers = None if len(starts) and closing - starts[0] > size else 1  # one task: no helper
     parts = list(map_images(_index_records, tasks(), batch_size=1, workers=workers))
     del starts
     return _Index.join(parts)
@@ -270,6 +271,10 @@ ANNOTATION_DEFECTS = ("annotation-id-duplicate", "category-unknown", "image-ref-
 _FACE = {"polygon": 0, "rle": 1, "uncompressed-rle": 2}
 #: Bytes of annotation records checked per task when reading (shared with the command's helpers).
 _INDEX_BYTES = 1 << 18
+#: The same on a Dask cluster, where a task costs ~16 ms of CPU across its processes, twice the 8.6 ms of
+#: checking 256 KB of records: over 20k COCO images (70 MB), reading on a LocalCluster of 2 took 2.7 s in
+#: tasks of 256 KB, 2.0 s in tasks of 2 MB (2 local processes: 1.7 s).
+_CLUSTER_INDEX_BYTES = 1 << 21
 
 
 @dataclass

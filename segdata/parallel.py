@@ -138,6 +138,11 @@ def _connect(address: str, workers: int | None, timeout: float):
     return client
 
 
+def on_cluster() -> bool:
+    """Whether :func:`map_images` runs on a Dask cluster (one still starting counts): its tasks cost more."""
+    return _dask is not None or _dask_starting is not None
+
+
 def _cluster(wait: bool):
     """The Client of :func:`use_scheduler`, if any; one still starting counts only when ``wait``."""
     global _dask, _dask_starting
@@ -319,7 +324,7 @@ def map_batches(
 def _dispatch(run: Callable[[Callable, list], list], fn: Callable, items: Iterable, workers: int | None,
               batch_size: int | None, progress: Callable[[int], None] | None) -> Iterator:
     """``run(fn, batch)`` over the batches, here, in helpers or on the cluster; the results in order."""
-    if _dask is not None or _dask_starting is not None:
+    if on_cluster():
         yield from _on_cluster(run, fn, items, batch_size, progress)
         return
     batch_size = batch_size or LOCAL_BATCH

@@ -37,6 +37,29 @@ def test_reading_in_small_tasks_on_two_processes_gives_the_one_task_read(samples
     assert path.stat().st_size > 20 * 2048 and len(stored.annotations) > 100
 
 
+def test_on_a_cluster_reading_checks_records_in_larger_tasks(samples_dir, monkeypatch):
+    """A task costs a Dask cluster ~16 ms: there the records go in tasks of _CLUSTER_INDEX_BYTES, same read."""
+    path = samples_dir / "coco-dirty" / "annotations" / "instances_train.json"
+    one_task = _everything(coco.read(path))
+    monkeypatch.setattr(coco, "_INDEX_BYTES", 2048)
+    monkeypatch.setattr(coco, "_CLUSTER_INDEX_BYTES", 8 * 2048)
+    sent = {}
+    real_map = coco.map_images
+
+    def counting_map(fn, tasks, **kwargs):
+        tasks = list(tasks)
+        assert all(len(starts) for _, _, starts, _ in tasks)
+        sent[coco.on_cluster()] = [int(stops[-1] - starts[0]) for _, _, starts, stops in tasks]
+        return real_map(fn, tasks, **kwargs)
+
+    monkeypatch.setattr(coco, "map_images", counting_map)
+    assert _everything(coco.read(path)) == one_task
+    monkeypatch.setattr(coco, "on_cluster", lambda: True)  # the tasks run here all the same
+    assert _everything(coco.read(path)) == one_task
+    assert max(sent[False]) < 3 * 2048 and len(sent[True]) < len(sent[False]) / 6
+    assert min(sent[True][:-1]) > 6 * 2048
+
+
 def test_defects_found_by_the_tasks_match_the_reference_messages(tmp_path, tiny_tasks):
     images = [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 3}]
     anns = [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 3, 0, 3, 2]]},
