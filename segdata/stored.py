@@ -187,8 +187,14 @@ class StoredAnnotations(Sequence[Annotation]):
         files = self.files
         if len(files) > 1:  # one file per image: a helper is sent its few paths, not all of them
             table = table.copy()  # not a view's base: its rows are renumbered
-            used, table["file"] = np.unique(table["file"], return_inverse=True)
-            files = tuple(files[i] for i in used.tolist())
+            column = table["file"]
+            if len(column) and (column == column[0]).all():  # as a rule, an image's rows: np.unique is slower
+                used = column[:1].tolist()
+                column[...] = 0
+            else:
+                used, table["file"] = np.unique(column, return_inverse=True)
+                used = used.tolist()
+            files = tuple(files[i] for i in used)
         return _Rows(files, self.splits, self.defects, self.decode, table, self.load)
 
     def __len__(self) -> int:

@@ -190,6 +190,8 @@ def test_records_of_one_file_per_image_are_loaded_again_from_that_file_alone(tmp
     together = list(store.by_image().get_each([("train", 3), ("train", 9), ("train", 2)]))
     assert [g._rows.files if g else None for g in together] == [(files[2],), None, (files[1],)]
     assert [a.id for a in together[0]] == [30, 31] and [a.id for a in together[2]] == [20, 21]
+    across = store.rows(np.array([3, 4]))  # rows of two files: both paths sent, the rows renumbered
+    assert across.files == (files[1], files[2]) and [a.id for a in across.build()] == [21, 30]
     expected = [coco._decode(r, "train", 3, 6, None, True) for r in _records_of(files[1])]
     assert [repr(a) for a in pickle.loads(pickle.dumps(group))] == [repr(a) for a in expected]
     joined = StoredAnnotations.concat([store, store.with_split("val")])
