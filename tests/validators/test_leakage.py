@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -259,6 +260,12 @@ def test_fingerprint_of_a_jpeg_uses_draft_and_survives_a_missing_path(tmp_path):
     assert fp.thumb.shape == (32, 32) and fp.thumb.dtype == np.uint8
     assert fp.hashes[MIRRORED] == region_hashes(np.asarray(Image.open(path).convert("L"))[:, ::-1])[WHOLE]
     assert fingerprint_file(None).error == "the record names no image file"
+    for sent in (fp, fingerprint_file(None)):  # as a helper sends it back
+        back = pickle.loads(pickle.dumps(sent))
+        assert (back.file_hash, back.error) == (sent.file_hash, sent.error)
+        for name in ("hashes", "thumb"):
+            ours, theirs = getattr(back, name), getattr(sent, name)
+            assert ours.dtype == theirs.dtype and ours.shape == theirs.shape and (ours == theirs).all()
 
 
 def _clustered_hashes(seed: int, n: int, centres: int) -> np.ndarray:
