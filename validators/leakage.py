@@ -50,12 +50,12 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import combinations
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from segdata.errors import UsageError
 from segdata.fingerprint import (MIRRORED, REGIONS, WHOLE, FingerprintCache, FingerprintTable,
@@ -63,6 +63,9 @@ from segdata.fingerprint import (MIRRORED, REGIONS, WHOLE, FingerprintCache, Fin
                                  radius_search)
 from segdata.model import Annotation, Dataset, Finding, ImageRecord, image_values
 from segdata.parallel import map_images
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Pair kinds, strongest first (a pair is reported under its strongest kind).
 LEAK_KINDS = ("exact-file", "exact-pixels", "near-duplicate", "same-group", "same-masks", "same-name")
@@ -98,23 +101,31 @@ class LeakageResult:
     ``pairs`` has the columns ``kind, split_a, image_a, split_b, image_b,
     distance`` (images by file name; ``distance`` the pHash Hamming distance
     for near-duplicates, 0 for exact kinds, missing otherwise), within-split
-    pairs included (``split_a == split_b``).  ``hashed`` counts the images
-    fingerprinted by this run and ``cached`` those taken from the cache.
+    pairs included (``split_a == split_b``); it is made from ``pair_rows``
+    when first asked for (importing pandas takes 0.2 s, in the command's
+    process and each Dask worker, and ``--json`` needs no frame).
+    ``hashed`` counts the images fingerprinted by this run and ``cached``
+    those taken from the cache.
     """
 
     findings: list[Finding]
-    pairs: pd.DataFrame
+    pair_rows: list[tuple[str, str, str, str, str, int | None]]  # the rows of ``pairs``
     summary: dict[str, Any]
     hashed: int = 0
     cached: int = 0
     cache_writable: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @cached_property
+    def pairs(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.pair_rows, columns=PAIR_COLUMNS).astype({"distance": "Int64"})
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of ``segdata leakage --json``: pairs (null distances as None), summary, findings."""
-        rows = [{k: (None if pd.isna(v) else (int(v) if k == "distance" else v)) for k, v in row.items()}
-                for row in self.pairs.to_dict("records")]
-        return {"pairs": rows, "summary": self.summary, "findings": [f.to_dict() for f in self.findings]}
+        return {"pairs": [dict(zip(PAIR_COLUMNS, row)) for row in self.pair_rows], "summary": self.summary,
+                "findings": [f.to_dict() for f in self.findings]}
 
 
 def _split_order(splits: list[str]) -> dict[str, int]:
@@ -379,7 +390,7 @@ def find_leaks(
             details={"kind": kind, "distance": distance, "other_split": a.split, "other_image_id": a.id,
                      "other_file_name": a.file_name})))
     rows.sort(key=lambda r: (r[1] == r[3], r[7], r[6], r[8], r[9]))
-    pairs = pd.DataFrame([r[:6] for r in rows], columns=PAIR_COLUMNS).astype({"distance": "Int64"})
+    pairs = [(*r[:5], None if r[5] is None else int(r[5])) for r in rows]
     pair_findings.sort(key=lambda t: (t[3].code == "duplicate-within-split", t[0], t[1], t[2]))
     findings.extend(t[3] for t in pair_findings)
     summary = _summary(dataset, pairs, order, hashed, cached, len(findings) - len(pair_findings),
@@ -387,19 +398,19 @@ def find_leaks(
     return LeakageResult(findings, pairs, summary, hashed, cached, cache.writable)
 
 
-def _summary(dataset: Dataset, pairs: pd.DataFrame, order: dict[str, int], hashed: int, cached: int,
+def _summary(dataset: Dataset, pairs: list[tuple], order: dict[str, int], hashed: int, cached: int,
              unreadable: int, writable: bool | None, max_distance: int) -> dict[str, Any]:
     """Counts per split pair and kind, the share of each evaluation split that leaks, cache counts."""
-    cross = pairs[pairs.split_a != pairs.split_b]
-    within = pairs[pairs.split_a == pairs.split_b]
+    cross = [row for row in pairs if row[1] != row[3]]
+    within = [row for row in pairs if row[1] == row[3]]
     by_pair: dict[str, dict[str, int]] = {}
-    for (split_a, split_b, kind), count in Counter(zip(cross.split_a, cross.split_b, cross.kind)).items():
+    for (split_a, split_b, kind), count in Counter((a, b, kind) for kind, a, _, b, _, _ in cross).items():
         by_pair.setdefault(f"{split_a}/{split_b}", {})[kind] = count
     sizes = Counter(image_values(dataset.images, "split").tolist())
     leaking_names = defaultdict(set)
-    for row in cross.itertuples():
-        leaking_names[row.split_b].add(row.image_b)
-        leaking_names[row.split_a].add(row.image_a)
+    for _, split_a, image_a, split_b, image_b, _ in cross:
+        leaking_names[split_b].add(image_b)
+        leaking_names[split_a].add(image_a)
     evaluation = {split: {"images": sizes[split], "leaking": len(leaking_names[split]),
                           "share": round(len(leaking_names[split]) / sizes[split], 4) if sizes[split]
                           else 0.0}
@@ -413,7 +424,7 @@ def _summary(dataset: Dataset, pairs: pd.DataFrame, order: dict[str, int], hashe
         "max_distance": max_distance,
         "leak_pairs": len(cross),
         "by_split_pair": {k: dict(sorted(v.items())) for k, v in sorted(by_pair.items())},
-        "by_kind": dict(sorted(Counter(cross.kind).items())),
-        "within_split": dict(sorted(Counter(within.kind).items())),
+        "by_kind": dict(sorted(Counter(row[0] for row in cross).items())),
+        "within_split": dict(sorted(Counter(row[0] for row in within).items())),
         "evaluation": evaluation,
     }

@@ -6,6 +6,8 @@ import json
 import pickle
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -481,6 +483,16 @@ def test_cli_same_name_is_a_warning_for_fail_on(tmp_path):
     warned = run_segdata("leakage", root, "--fail-on", "warning", "--workers", "1")
     assert warned.returncode == 1, warned.stderr
     assert "same-name" in warned.stdout
+
+
+def test_cli_json_does_not_import_pandas(clean_copy):
+    """``pairs`` becomes a frame only when asked for: ``--json`` does not pay pandas' 0.2 s import."""
+    code = ("import sys\nfrom segdata.cli import run\n"
+            "sys.argv = ['segdata', 'leakage', sys.argv[1], '--json', '--workers', '1']\n"
+            "try:\n    run()\nexcept SystemExit:\n    pass\nprint('pandas' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, str(clean_copy)], capture_output=True, text=True)
+    assert json.loads(done.stdout)["summary"]["leak_pairs"] == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == "False"
 
 
 def test_cli_unreadable_images_are_findings_and_the_check_goes_on(clean_copy):
