@@ -21,9 +21,12 @@ which draws other image ids, but a sample of the same generator).
   ``LocalCluster``) and ``--scheduler local --workers 1``; time is the
   whole command, memory the peak summed PSS of the process tree
   (``_memory.py``: the command, its helpers, the Dask scheduler and
-  workers).  With ``--repeat N`` each job runs N times on every backend,
-  the backends taken in turn, and the table gives the median time and the
-  largest peak: this host's speed drifts by several per cent between runs.
+  workers), taken in a run of its own after the timed ones: sampling it
+  costs ~4 % of a core, which on 2 cores slows the 2-worker runs more than
+  the 1-worker ones (leakage at 5k: 1.71× unsampled, 1.67× sampled).
+  With ``--repeat N`` each job runs N times on every backend, the backends
+  taken in turn, and the table gives the median time: this host's speed
+  drifts by several per cent between runs.
 
 Writes the ``## Scale (issue 10)`` section of ``benchmarks/RESULTS.md``.
 
@@ -102,8 +105,9 @@ def load_row(data: Path) -> dict:
     return row
 
 
-def job_run(job: str, data: Path, backend: list[str]) -> dict:
-    """Seconds and peak summed PSS of one CLI run; an image job starts and ends without fingerprint cache."""
+def job_run(job: str, data: Path, backend: list[str], memory: bool = False) -> dict:
+    """Seconds of one CLI run, or with ``memory`` its peak summed PSS; an image job starts and ends without
+    fingerprint cache."""
     def drop_cache() -> None:
         if job in IMAGE_JOBS:  # where ``leakage`` keeps the fingerprints of a tree
             shutil.rmtree(data / ".segdata-cache", ignore_errors=True)
@@ -114,14 +118,18 @@ def job_run(job: str, data: Path, backend: list[str]) -> dict:
         drop_cache()
         start = time.perf_counter()
         try:
-            _, peak = run_measured(command)
+            if memory:
+                return {"peak_mb": run_measured(command)[1]}
+            subprocess.run(command, capture_output=True, check=True)
         finally:
             drop_cache()
-        return {"seconds": time.perf_counter() - start, "peak_mb": peak}
+        return {"seconds": time.perf_counter() - start}
 
 
 def section(results: dict, load: dict, loadavg: tuple[float, float], repeat: int = 1) -> str:
-    taken = "one run each" if repeat == 1 else f"the median of {repeat} runs each, the backends taken in turn"
+    taken = ("one timed run each" if repeat == 1 else
+             f"the median of {repeat} timed runs each, the backends taken in turn") + \
+        ", then one more for the peak memory (sampling it slows a run)"
     lines = [HEADING, "",
              f"`python benchmarks/bench_scale.py` — measured {date.today().isoformat()}, {taken}, fresh "
              f"process; Python {platform.python_version()}, {os.cpu_count()} cores, load average "
@@ -226,16 +234,15 @@ def main() -> None:
             print(size, "load", load[size], file=sys.stderr)
         for job in on_file + on_tree:
             runs: dict[str, list[dict]] = {}
-            for _ in range(args.repeat):
+            for memory in [False] * args.repeat + [True]:  # the timed runs, then one sampled for memory
                 for backend in backends_118k if size == "118k" else backends:
-                    run = job_run(job, data if job in JOBS else tree, BACKENDS[backend])
+                    run = job_run(job, data if job in JOBS else tree, BACKENDS[backend], memory)
                     runs.setdefault(backend, []).append(run)
                     print(size, job, backend, run, file=sys.stderr)
-            for backend, each in runs.items():
-                seconds = [run["seconds"] for run in each]
+            for backend, (*timed, sampled) in runs.items():
+                seconds = [run["seconds"] for run in timed]
                 results[(job, size, backend)] = {"seconds": statistics.median(seconds), "runs": seconds,
-                                                 "peak_mb": max(run["peak_mb"] for run in each),
-                                                 "images": images}
+                                                 "peak_mb": sampled["peak_mb"], "images": images}
     text = section(results, load, (before, os.getloadavg()[0]), args.repeat)
     print(text)
     if not args.no_write:
