@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from segdata.errors import UsageError
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord
 from segdata.report import write_stats_plots
-from segdata.stats import _class_table, _Tally, class_stats, suggested_weights
+from segdata.stats import _class_table, _clean, _Tally, class_stats, suggested_weights
 from tests.conftest import run_segdata
 
 
@@ -301,5 +303,31 @@ def test_instance_areas_kept_in_four_bytes_widen_for_an_image_of_two_billion_pix
     small.add(0, 100, {}, [(1, False, 11)])
     assert small.areas[0, 1].tolist() == [7, 9, 2**31 + 5, 11]
     table = _class_table(small, None, [0, 1], {0: "background", 1: "a"}, 0, 0.9)
-    assert table.loc[1, "area_sum"] == 27 + 2**31 + 5
-    assert (table.loc[1, "area_median"], table.loc[1, "area_max"]) == (10.0, 2**31 + 5)
+    assert table["area_sum"][1] == 27 + 2**31 + 5
+    assert (table["area_median"][1], table["area_max"][1]) == (10.0, 2**31 + 5)
+
+
+def test_cli_json_does_without_pandas_and_agrees_with_the_frames(samples_dir):
+    """The JSON is made from the columns (pandas costs every run 0.35 s); the frames, built on demand, agree."""
+    from segdata.converters import coco
+
+    code = ("import sys\nfrom segdata.cli import run\n"
+            "sys.argv = ['segdata', 'stats', sys.argv[1], '--json', '--workers', '2']\n"
+            "try:\n    run()\nexcept SystemExit:\n    pass\nprint('pandas' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, str(samples_dir / "coco")], capture_output=True, text=True,
+                          check=False)
+    assert done.stderr.splitlines()[-1] == "False", done.stderr
+    data = json.loads(done.stdout)
+
+    def rows(frame):
+        return [{k: v for k, v in row.items() if not k.startswith("weight_")}
+                for row in _clean(frame.to_dict("records"))]
+
+    stats = class_stats(coco.read(samples_dir / "coco"), workers=1)
+    no_weights = [{k: v for k, v in row.items() if k != "weights"} for row in data["classes"]]
+    assert rows(stats.classes) == no_weights and len(no_weights) > 2
+    for split, table in stats.by_split.items():
+        assert rows(table) == [{k: v for k, v in row.items() if k != "weights"}
+                               for row in data["splits"][split]["classes"]]
+    assert rows(stats.split_comparison) == data["split_comparison"]["classes"]
+    assert _clean(stats.images.set_index("split").loc["(all)"].to_dict()) == data["images"]
