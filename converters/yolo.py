@@ -62,7 +62,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from segdata.errors import FormatError, MaskError, ReadError
 from segdata.io import output_dir
@@ -135,6 +134,8 @@ def sniff(path: str | Path) -> bool:
 
 
 def _load_yaml(path: Path) -> dict:
+    import yaml  # imported on use: every command sniffs formats, and only YOLO reads YAML (~16 ms)
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
@@ -632,6 +633,8 @@ def write(
                   "# No 'path' key: Ultralytics resolves the splits against this file's folder.\n"
                   f"# '{_IDS_KEY}': the original category ids (class index -> id); "
                   "Ultralytics ignores it.\n")
+        import yaml
+
         body = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
         (staging / "data.yaml").write_text(header + body, encoding="utf-8")
     report.skip_unattached(dataset)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from segdata import __version__
+import segdata
 from segdata.cli._options import (FailOn, Format, ImagesRoot, Json, Scheduler, Severity, SplitPaths, Workers,
                                   read_dataset)
 from segdata.parallel import prepare
@@ -147,7 +147,7 @@ def report(
             result = check_health(dataset, cache_dir=cache_dir, workers=workers, **options,
                                   progress=lambda stage, units: progress.update(task, advance=units,
                                                                                 description=stage))
-    document = {**result.to_dict(lazy=True), "segdata_version": __version__}  # findings streamed, not held
+    document = {**result.to_dict(lazy=True), "segdata_version": segdata.__version__}  # findings streamed, not held
 
     def findings() -> Iterator[dict[str, Any]]:
         return merge_findings(document["validate"]["findings"], document["leakage"]["findings"])
@@ -158,7 +158,7 @@ def report(
         from segdata.io import write_bytes_atomic
 
         page = render_html(document, findings(), dataset, title=str(path), command=_command_line(ctx),
-                           version=__version__, next_steps=steps)
+                           version=segdata.__version__, next_steps=steps)
         write_bytes_atomic(out, page.encode())
     if json:
         write_json(document)
