@@ -11,13 +11,14 @@ of libraries it never uses.
 
 from __future__ import annotations
 
+import gc
 import sys
 import traceback
 from typing import Annotated
 
 import typer
 
-from segdata import __version__
+import segdata
 from segdata.cli import convert, evaluate, info, leakage, report, semantic, split, stats, validate
 from segdata.errors import SegdataError
 
@@ -44,7 +45,7 @@ _debug = False
 
 def _show_version(value: bool) -> None:
     if value:
-        print(f"segdata {__version__}")
+        print(f"segdata {segdata.__version__}")
         raise typer.Exit()
 
 
@@ -81,4 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    # the objects still alive die with the process: the collector's passes over them at shutdown cost
+    # ~0.1 s of every command (stats of 5k images: 0.10 s → 0.02 s from main's return to the exit)
+    gc.freeze()
+    sys.exit(code)
