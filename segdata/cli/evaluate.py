@@ -12,7 +12,6 @@ from rich.console import Console
 from segdata import converters
 from segdata.cli._options import Json, Workers
 from segdata.io import read_json
-from segdata.metrics import evaluate_instances, evaluate_panoptic, evaluate_semantic
 from segdata.parallel import prepare
 from segdata.report import render_evaluation, write_json
 
@@ -60,6 +59,8 @@ def evaluate(
 
     Example: $ segdata evaluate instances_val.json results.json --task instance --per-class
     """
+    from segdata.metrics import evaluate_instances, evaluate_panoptic, evaluate_semantic  # see segdata.cli
+
     prepare(workers)  # helpers forked now, before the inputs are read
     if task is Task.instance:
         options = {} if score_threshold is None else {"score_threshold": score_threshold}

@@ -13,7 +13,6 @@ from segdata import converters
 from segdata.cli._options import Format, ImagesRoot, Json, Overlap, OverlapOption, Overwrite, Scheduler, Workers
 from segdata.parallel import prepare
 from segdata.report import render_compose, write_json
-from segdata.semantic import write_maps, write_preview
 
 
 class Crowd(str, Enum):
@@ -60,6 +59,8 @@ def semantic(
 
     Example: $ segdata semantic sample_datasets/coco out/ --panoptic
     """
+    from segdata.semantic import write_maps, write_preview  # see segdata.cli
+
     options = {"overlap": overlap.value, "crowd": crowd.value, "void_value": void_value,
                "background_value": background_value, "on_invalid": on_invalid.value}
     prepare(workers, scheduler)
