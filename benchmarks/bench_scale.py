@@ -26,7 +26,10 @@ which draws other image ids, but a sample of the same generator).
   the 1-worker ones (leakage at 5k: 1.71× unsampled, 1.67× sampled).
   With ``--repeat N`` each job runs N times on every backend, the backends
   taken in turn, and the table gives the median time: this host's speed
-  drifts by several per cent between runs.
+  drifts by several per cent between runs.  Before and after the jobs,
+  ``host_scaling`` measures how much a second process gains on this host at
+  all (two copies of a pure-Python loop at once against one): the ceiling
+  of every 2-worker speed-up in the same run.
 
 Writes the ``## Scale (issue 10)`` section of ``benchmarks/RESULTS.md``.
 
@@ -105,6 +108,29 @@ def load_row(data: Path) -> dict:
     return row
 
 
+_LOOP = "s = 0\nfor i in range(10_000_000):\n    s += i"
+
+
+def host_scaling(rounds: int = 6) -> float:
+    """Throughput of two copies of a pure-Python loop at once against one, median of ``rounds``.
+
+    A job that shares its work perfectly between 2 workers gains no more than
+    this.  The host is shared and its second core's share drifts: on
+    2026-11-23 single rounds ranged from 1.15× to 2.33×.
+    """
+    ratios = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", _LOOP], check=True)
+        one = time.perf_counter() - start
+        start = time.perf_counter()
+        pair = [subprocess.Popen([sys.executable, "-c", _LOOP]) for _ in range(2)]
+        if any(process.wait() for process in pair):
+            sys.exit("the host-scaling loop failed")
+        ratios.append(2 * one / (time.perf_counter() - start))
+    return statistics.median(ratios)
+
+
 def job_run(job: str, data: Path, backend: list[str], memory: bool = False) -> dict:
     """Seconds of one CLI run, or with ``memory`` its peak summed PSS; an image job starts and ends without
     fingerprint cache."""
@@ -126,14 +152,18 @@ def job_run(job: str, data: Path, backend: list[str], memory: bool = False) -> d
         return {"seconds": time.perf_counter() - start}
 
 
-def section(results: dict, load: dict, loadavg: tuple[float, float], repeat: int = 1) -> str:
+def section(results: dict, load: dict, loadavg: tuple[float, float], repeat: int = 1,
+            host: tuple[float, float] | None = None) -> str:
     taken = ("one timed run each" if repeat == 1 else
              f"the median of {repeat} timed runs each, the backends taken in turn") + \
         ", then one more for the peak memory (sampling it slows a run)"
     lines = [HEADING, "",
              f"`python benchmarks/bench_scale.py` — measured {date.today().isoformat()}, {taken}, fresh "
              f"process; Python {platform.python_version()}, {os.cpu_count()} cores, load average "
-             f"{loadavg[0]:.2f} before and {loadavg[1]:.2f} after.", ""]
+             f"{loadavg[0]:.2f} before and {loadavg[1]:.2f} after."
+             + (f" The host's own 2-core scaling (`host_scaling`: two copies of a pure-Python loop at once "
+                f"against one, the most that 2 workers can gain): {host[0]:.2f}× before and {host[1]:.2f}× "
+                f"after." if host else ""), ""]
     if load:
         lines += ["### Loading a COCO file: segdata vs `pycocotools.COCO()`", "",
                   "| images | pycocotools s | segdata s | pycocotools peak MB | segdata peak MB "
@@ -217,6 +247,7 @@ def main() -> None:
     if images_at_118k := sorted(set(at_118k) & set(IMAGE_JOBS)):
         sys.exit(f"no JPEG tree at 118k for {', '.join(images_at_118k)}: synth_images.py makes 5k and 20k")
     before = os.getloadavg()[0]
+    scaling_before = host_scaling()
     load, results = {}, {}
     for size in sizes:
         wanted = [j for j in jobs if size != "118k" or j in at_118k]
@@ -243,7 +274,7 @@ def main() -> None:
                 seconds = [run["seconds"] for run in timed]
                 results[(job, size, backend)] = {"seconds": statistics.median(seconds), "runs": seconds,
                                                  "peak_mb": sampled["peak_mb"], "images": images}
-    text = section(results, load, (before, os.getloadavg()[0]), args.repeat)
+    text = section(results, load, (before, os.getloadavg()[0]), args.repeat, (scaling_before, host_scaling()))
     print(text)
     if not args.no_write:
         write_section(HEADING, text)
