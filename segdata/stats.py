@@ -146,9 +146,7 @@ class ClassStats:
 
     @cached_property
     def images(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame(self.image_rows)
+        return _frame(self.image_rows)
 
     @cached_property
     def split_comparison(self) -> pd.DataFrame:
@@ -182,10 +180,10 @@ class ClassStats:
         write_bytes_atomic(path, frame.to_csv(index=False, lineterminator="\n").encode())
 
 
-def _frame(columns: Columns) -> pd.DataFrame:
+def _frame(table: Columns | list[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd  # imported here: see ClassStats
 
-    return pd.DataFrame(columns)
+    return pd.DataFrame(table)
 
 
 def _rows(columns: Columns) -> list[dict[str, Any]]:
@@ -550,9 +548,7 @@ def _compare_splits(by_split: dict[str, Columns], n_images: dict[str, int], ids:
     comparison: Columns = {"id": np.array(ids, np.int64), "name": [names[i] for i in ids]}
     counts = {}
     for split, table in by_split.items():
-        images = dict(zip(table["id"][~table["is_background"]].tolist(),
-                          table["images"][~table["is_background"]].tolist()))
-        counts[split] = np.array([images[i] for i in ids], np.int64)
+        counts[split] = table["images"][~table["is_background"]]  # the rows of ``ids``, in order
         comparison[f"n_{split}"] = counts[split]
         comparison[f"fraction_{split}"] = (counts[split] / n_images[split] if n_images[split]
                                            else np.full(len(ids), np.nan))
