@@ -20,9 +20,9 @@ from PIL import Image
 from segdata.contact_sheet import cell_box_ltrb, sheet_size_wh
 from segdata.converters import coco
 from segdata.errors import UsageError
-from segdata.fingerprint import (CACHE_VERSION, MIRRORED, REGIONS, WHOLE, FingerprintCache, FingerprintTable,
-                                 aligned_correlation, choose_chunks, fingerprint_file, popcount,
-                                 radius_search, region_hashes)
+from segdata.fingerprint import (_VERIFY, CACHE_VERSION, MIRRORED, REGIONS, THUMB, WHOLE, FingerprintCache,
+                                 FingerprintTable, _area_matrix, _jittered, aligned_correlation,
+                                 choose_chunks, fingerprint_file, popcount, radius_search, region_hashes)
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord
 from segdata.validators.leakage import LEAK_CODES, PAIR_COLUMNS, _near_pairs, _scan, find_leaks
@@ -244,6 +244,22 @@ def test_a_crop_copy_is_missed_without_regional_hashes(tmp_path):
     whole = int(popcount(np.array([fps[0].hashes[WHOLE] ^ fps[1].hashes[WHOLE]]))[0])
     regional = int(popcount(fps[0].hashes[2:] ^ fps[1].hashes[WHOLE]).min())
     assert whole > 10 >= regional
+
+
+@pytest.mark.parametrize("region", [WHOLE, 2, 9, len(REGIONS) - 1])
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_aligned_correlation_is_the_best_pearson_over_the_jittered_framings(samples_dir, region, mirrored):
+    paths = sorted((samples_dir / "coco-dirty" / "images").glob("*/*.jpg"))[:3]
+    thumbs = [fingerprint_file(str(path)).thumb.astype(np.float64) for path in paths]
+    x0, y0, x1, y1 = REGIONS[region]
+    whole = _area_matrix(THUMB, 0.0, 1.0, _VERIFY)
+    for thumb_a, thumb_b in [(thumbs[0], thumbs[0]), (thumbs[0], thumbs[1]), (thumbs[2], thumbs[1])]:
+        target = whole @ thumb_b @ whole.T
+        target = target[:, ::-1] if mirrored else target
+        best = max(np.corrcoef((rows @ thumb_a @ cols.T).ravel(), target.ravel())[0, 1]
+                   for rows in _jittered(y0, y1) for cols in _jittered(x0, x1))
+        found = aligned_correlation(thumb_a, REGIONS[region], thumb_b, mirrored)
+        assert found == pytest.approx(best, abs=1e-12)
 
 
 def test_bad_arguments_are_refused_before_any_work(tmp_path):
