@@ -108,6 +108,10 @@ def _deserialize_result(header: dict, frames: list[bytes]) -> _Result:
     return _Result(int(frames[0]))
 
 
+def _profiles(dask_worker) -> bool:
+    return "profile" in dask_worker.periodic_callbacks
+
+
 def _fail_on_seven(x: int) -> int:
     if x == 7:
         raise ZeroDivisionError(f"item {x}")
@@ -212,6 +216,8 @@ def test_dask_local_cluster_gives_the_same_results(recwarn):
         assert list(map_images(_value, [_Item(v) for v in range(10)])) == list(range(10)) and not _UNPICKLED
         # and a batch's results come back as one pickle, not serialised by Dask one by one
         assert [r.value for r in map_images(_Result, range(10))] == list(range(10)) and not _DASK_DESERIALIZED
+        # its workers do not sample their stacks for a dashboard no one serves
+        assert not any(parallel._dask.run(_profiles).values())
     finally:
         parallel.use_scheduler(None)
     assert parallel._dask is None
