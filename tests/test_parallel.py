@@ -230,7 +230,8 @@ def _where_slow_at_home(x: int, home: int) -> tuple[int, int]:
     return x, os.getpid()
 
 
-def test_a_local_cluster_starting_in_the_background_takes_over_from_this_process():
+def test_a_local_cluster_starting_in_the_background_takes_over_from_this_process(monkeypatch):
+    monkeypatch.setattr(parallel, "_started", None)  # no helpers forked (earlier tests' are left alone)
     parallel.use_scheduler("local", workers=2, background=True)
     try:
         assert parallel._dask is None and parallel._dask_starting is not None
@@ -244,6 +245,27 @@ def test_a_local_cluster_starting_in_the_background_takes_over_from_this_process
     finally:
         parallel.use_scheduler(None)
     assert parallel._dask is None and parallel._dask_starting is None
+
+
+def _where_slow_here(x: int, local: frozenset[int]) -> tuple[int, int]:
+    if os.getpid() in local:  # batches here and in the helpers take a while: the cluster comes up meanwhile
+        time.sleep(0.02)
+    return x, os.getpid()
+
+
+def test_a_prepared_local_cluster_starts_while_this_process_and_its_helpers_work(monkeypatch):
+    monkeypatch.setattr(parallel, "_prepared", None)  # prepare() sets it for the command; put back after
+    parallel.prepare(2, "local")
+    try:
+        local = frozenset({os.getpid(), *parallel._started[1]._processes})
+        found = list(map_images(partial(_where_slow_here, local=local), range(2000)))
+        assert [x for x, _ in found] == list(range(2000))
+        here = [pid in local for _, pid in found]
+        assert here[0] and not here[-1] and here == sorted(here, reverse=True)  # here first, then the cluster
+        assert {pid for _, pid in found[:here.count(True)]} == local  # the helper took batches too
+        assert parallel._started is None  # and ended once the cluster was up
+    finally:
+        parallel.use_scheduler(None)
 
 
 def test_unreachable_scheduler_is_a_usage_error():
