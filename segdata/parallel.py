@@ -382,7 +382,7 @@ def _on_cluster(run: Callable[[Callable, list], list], fn: Callable, items: Iter
         size = batch_size or LOCAL_BATCH
         helpers = _started[1] if workers > 1 and _started is not None and _started[0] == workers else None
         while _cluster(wait=False) is None:
-            if helpers is not None:  # a round of two batches per process, then a look at the cluster again
+            if helpers is not None:  # two batches' worth per process, then a look at the cluster again
                 round_ = list(islice(items, 2 * workers * size))
                 if not round_:
                     return
