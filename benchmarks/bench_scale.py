@@ -131,16 +131,17 @@ def host_scaling(rounds: int = 6) -> float:
     return statistics.median(ratios)
 
 
-def job_run(job: str, data: Path, backend: list[str], memory: bool = False) -> dict:
-    """Seconds of one CLI run, or with ``memory`` its peak summed PSS; an image job starts and ends without
-    fingerprint cache."""
+def job_run(job: str, data: Path, backend: list[str], memory: bool = False,
+            python: str = sys.executable) -> dict:
+    """Seconds of one CLI run (by the segdata ``python`` imports), or with ``memory`` its peak summed
+    PSS; an image job starts and ends without fingerprint cache."""
     def drop_cache() -> None:
         if job in IMAGE_JOBS:  # where ``leakage`` keeps the fingerprints of a tree
             shutil.rmtree(data / ".segdata-cache", ignore_errors=True)
 
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as scratch:
         out = Path(scratch) / "out"
-        command = [sys.executable, "-m", "segdata", *{**JOBS, **IMAGE_JOBS}[job](data, out), *backend]
+        command = [python, "-m", "segdata", *{**JOBS, **IMAGE_JOBS}[job](data, out), *backend]
         drop_cache()
         start = time.perf_counter()
         try:
