@@ -15,6 +15,11 @@ lists (``panoptic-id-unlisted``), a PNG whose size differs from its image
 (``panoptic-png-missing``), an unknown category, a duplicate or zero segment
 id, stored ``area``/``bbox`` that differ from the pixels (warnings).  A file
 that is not COCO panoptic at all raises :class:`~segdata.errors.FormatError`.
+Reading parses the records a chunk at a time and decodes every PNG once (for
+the checks above), but keeps only columns (:mod:`segdata.stored`) and each
+record's byte span: an image's masks are cut from its PNG again where the
+image is worked on, so memory holds no mask of the dataset's.  The JSON and
+PNGs must stay unchanged while the dataset is in use.
 
 Writing paints every image with :func:`segdata.compose.compose_image`
 (crowd regions painted under the instances), so what overlapping instances
@@ -35,22 +40,27 @@ the image's stem (``a.b.jpg`` → ``a.b.png``).  Images are looked for in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+import orjson
 
 from segdata import png
 from segdata.compose import ComposeSettings, compose_image, ids_to_rgb, rgb_to_ids, settings
-from segdata.converters._raster import masks_by_value, paintable, raster_changes, read_rgb_png
+from segdata.converters._raster import BITMAP, masks_by_value, paintable, raster_changes, read_rgb_png
 from segdata.errors import FormatError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
+from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array_items
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
-from segdata.parallel import map_images
+from segdata.parallel import LOCAL_BATCH, map_images
 from segdata.semantic import map_path
+from segdata.stored import AnnotationColumns
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
 LOOKS_FOR = "a panoptic*.json (or annotations/panoptic*.json) with 'segments_info'"
@@ -106,12 +116,11 @@ def _require(record: dict, key: str, kind: type | tuple, path: Path, where: str)
     return value
 
 
-def _png_dir(json_path: Path, records: list) -> Path:
-    """COCO's ``panoptic_<split>/`` beside the JSON, else the JSON's own folder."""
+def _png_dir(json_path: Path, first: Any) -> Path:
+    """COCO's ``panoptic_<split>/`` beside the JSON, else the JSON's own folder: where the first
+    record's PNG (its ``file_name``, ``first``) is."""
     beside = json_path.parent / json_path.stem
-    first = next((r.get("file_name") for r in records if isinstance(r, dict)
-                  and isinstance(r.get("file_name"), str)), None)
-    if first is not None and not (beside / first).is_file() and (json_path.parent / first).is_file():
+    if isinstance(first, str) and not (beside / first).is_file() and (json_path.parent / first).is_file():
         return json_path.parent
     return beside
 
@@ -127,19 +136,31 @@ def _pixel_bbox(mask: Mask) -> list[float]:
 
 
 class _Split:
-    """Reads one ``panoptic_<split>.json`` into the dataset, flagging what is wrong."""
+    """Reads one ``panoptic_<split>.json`` into the dataset, flagging what is wrong.
 
-    def __init__(self, json_path: Path, dataset: Dataset):
-        self.path, self.dataset = json_path, dataset
+    With ``rows``, the annotation records stay in the file: each is parsed and
+    its PNG decoded once, for the checks, and what is kept is its segments'
+    columns and where the record and PNG are (:func:`_load` cuts the masks
+    again where the image is worked on).  Without, the file is parsed whole and
+    every mask kept.
+    """
+
+    def __init__(self, json_path: Path, dataset: Dataset, rows: AnnotationColumns | None):
+        self.path, self.dataset, self.rows = json_path, dataset, rows
         self.split = _split_name(json_path)
+        self.sink = dataset.findings  # where flag() puts findings: a record's own list while it is checked
 
     def flag(self, code: str, message: str, image_id=None, annotation_id=None, severity="error", **details):
-        self.dataset.findings.append(Finding(code, severity, message, self.split, image_id, annotation_id,
-                                             str(self.path), details))
+        self.sink.append(Finding(code, severity, message, self.split, image_id, annotation_id, str(self.path),
+                                 details))
 
     def read(self, images_root: Path | None, root: Path) -> None:
         path = self.path
-        data = read_json(path)
+        if self.rows is None:
+            data, spans = read_json(path), None
+        else:
+            data, arrays = read_array_items(path, "annotations")  # Unscannable: the caller parses whole
+            spans = arrays["annotations"]
         if not isinstance(data, dict):
             raise FormatError(f"expected a JSON object, found {type(data).__name__}", path=path)
         for key in ("images", "annotations"):
@@ -155,19 +176,57 @@ class _Split:
                 image.path = folder / image.file_name if folder else None
         self.dataset.images.extend(images)
         by_id = {image.id: image for image in images if image.defect is None}
-        png_dir = _png_dir(path, data["annotations"])
-        covered: set[int] = set()
-        for index, raw in enumerate(data["annotations"]):
-            if not isinstance(raw, dict):
-                raise FormatError(f"expected an object, found {type(raw).__name__}", path=path,
-                                  record=f"annotation index {index}")
-            self._image_segments(raw, index, by_id, covered, png_dir)
+        if spans is None:  # masks kept: cut here
+            records = ((index, raw, None) for index, raw in enumerate(data["annotations"]))
+            covered = self._check_records(records, by_id, 1)
+        else:
+            covered = self._check_records(self._records(*spans), by_id,
+                                          None if len(spans[0]) > 4 * LOCAL_BATCH else 1)
         for image in images:
             if image.id not in covered and image.defect is None:
                 image.defect = "panoptic-png-missing"
                 self.flag("panoptic-png-missing", f"image {image.id} ({image.file_name!r}) has no record in "
                           "'annotations', so no panoptic PNG", image.id)
         self.dataset.meta[self.split] = {k: data[k] for k in ("info", "licenses") if k in data}
+
+    def _records(self, starts: np.ndarray, closing: int) -> Iterator[tuple[int, Any, tuple[int, int]]]:
+        """``(index, record, its byte span)`` of each annotation record, parsed a chunk at a time."""
+        index = 0
+        for chunk in chunk_spans(starts, closing):
+            for raw, span in zip(parse_items(self.path, *chunk), zip(*(c.tolist() for c in chunk))):
+                yield index, raw, span
+                index += 1
+
+    def _check_records(self, records: Iterator[tuple[int, Any, tuple[int, int] | None]],
+                       by_id: dict[int, ImageRecord], workers: int | None) -> set[int]:
+        """Check each record here and its PNG in :func:`_png_facts` (on every core when ``workers`` is
+        None); the findings come out in record order, as one process would flag them.  Returns the ids
+        of the images a record covers."""
+        checked: deque[tuple[_Record, list[Finding]]] = deque()
+        covered: set[int] = set()
+        png_dir = None
+
+        def jobs() -> Iterator[tuple[str, tuple[int, int], list[int], bool] | None]:
+            nonlocal png_dir
+            for index, raw, span in records:
+                if not isinstance(raw, dict):
+                    raise FormatError(f"expected an object, found {type(raw).__name__}", path=self.path,
+                                      record=f"annotation index {index}")
+                png_dir = png_dir or _png_dir(self.path, raw.get("file_name"))
+                self.sink, found = [], self.sink
+                try:
+                    record = self._segments(raw, index, span, by_id, covered, png_dir)
+                finally:
+                    self.sink, found = found, self.sink
+                checked.append((record, found))
+                yield record.png_job(keep_masks=self.rows is None)
+
+        for facts in map_images(_png_facts, jobs(), workers=workers):
+            record, found = checked.popleft()
+            self.sink.extend(found)
+            cut = facts is not None and self._apply(record, facts)
+            self._keep(record, cut)
+        return covered
 
     def _categories(self, raws: list) -> None:
         categories = self.dataset.categories
@@ -209,8 +268,9 @@ class _Split:
             images.append(image)
         return images
 
-    def _image_segments(self, raw: dict, index: int, by_id: dict[int, ImageRecord], covered: set[int],
-                        png_dir: Path) -> None:
+    def _segments(self, raw: dict, index: int, span: tuple[int, int] | None, by_id: dict[int, ImageRecord],
+                  covered: set[int], png_dir: Path) -> _Record:
+        """The record's segments as annotations, their defects flagged; whether its PNG is to be cut."""
         path = self.path
         image_id = _require(raw, "image_id", int, path, f"annotation index {index}")
         where = f"image {image_id}"
@@ -228,8 +288,7 @@ class _Split:
             iscrowd = seg.get("iscrowd", 0)
             if iscrowd not in (0, 1):  # also admits False/True (BDD100K)
                 raise FormatError(f"'iscrowd' must be 0 or 1, found {iscrowd!r}", path=path, record=seg_where)
-            ann = Annotation(seg_id, image_id, category_id, None, bool(iscrowd), None, self.split,
-                             attributes={k: v for k, v in seg.items() if k not in _SEGMENT_KEYS})
+            ann = _decode((image_id, seg, None), self.split, 0, 0, None, False)
             anns.append(ann)
             if seg_id in seen:
                 self._defect(ann, "segment-id-duplicate",
@@ -240,56 +299,68 @@ class _Split:
             seen.add(seg_id)
             if category_id not in self.dataset.categories:
                 self._defect(ann, "category-unknown", f"category {category_id} is not in 'categories'")
-        self.dataset.annotations.extend(anns)
 
         image = by_id.get(image_id)
+        record = _Record(image_id, anns, image, span, png_dir / file_name, png_wanted=False)
         if image is None:
             for ann in anns:
                 self._defect(ann, "image-ref-unknown", f"image {image_id} is not in 'images'")
-            return
-        if image_id in covered:
+        elif image_id in covered:
             for ann in anns:
                 self._defect(ann, "image-record-duplicate", f"image {image_id} has a second record in "
                              "'annotations'; its segments are not used")
+        else:
+            covered.add(image_id)
+            record.png_wanted = True
+        return record
+
+    def _keep(self, record: _Record, cut: bool) -> None:
+        """One record's segments into the dataset: as they are, or as columns (their masks dropped)."""
+        anns, image = record.anns, record.image
+        if self.rows is None:
+            self.dataset.annotations.extend(anns)
             return
-        covered.add(image_id)
-        self._decode(image, anns, png_dir / file_name)
+        usable = set(map(id, record.usable())) if cut else set()
+        source = orjson.dumps([str(self.path), *record.span, len(anns), cut, str(record.png_path)]).decode()
+        self.rows.add(source, self.split, [a.id for a in anns], [a.defect for a in anns],
+                      image_id=record.image_id, category_id=[a.category_id for a in anns],
+                      iscrowd=[int(a.iscrowd) for a in anns],
+                      height=image.height if image else 0, width=image.width if image else 0,
+                      mask_ok=[id(a) in usable for a in anns], face=BITMAP)
 
     def _defect(self, ann: Annotation, code: str, message: str, severity: str = "error", **details) -> None:
         if ann.defect is None:
             ann.defect = code
         self.flag(code, message, ann.image_id, ann.id, severity, **details)
 
-    def _decode(self, image: ImageRecord, anns: list[Annotation], png_path: Path) -> None:
-        """Cut one image's PNG into its segments' masks (one image decoded at a time)."""
-        try:
-            ids = rgb_to_ids(read_rgb_png(png_path))
-        except (FormatError, ReadError) as err:
+    def _apply(self, record: _Record, facts: tuple) -> bool:
+        """What :func:`_png_facts` found in the record's PNG, as findings and defects (and masks, when
+        kept); False: the PNG is unusable."""
+        image, anns, png_path = record.image, record.anns, record.png_path
+        if facts[0] == "unreadable":
             image.defect = image.defect or "panoptic-png-missing"
-            self.flag("panoptic-png-missing", f"panoptic PNG cannot be read: {err.message}", image.id,
+            self.flag("panoptic-png-missing", f"panoptic PNG cannot be read: {facts[1]}", image.id,
                       png=str(png_path))
             for ann in anns:
                 ann.defect = ann.defect or "panoptic-png-missing"
-            return
-        height, width = ids.shape
-        if (height, width) != (image.height, image.width):
+            return False
+        if facts[0] == "size":
+            width, height = facts[1:]
             self.flag("panoptic-size-mismatch", f"panoptic PNG {png_path.name} is {width}×{height} "
                       f"(width×height) but image {image.id} is {image.width}×{image.height}", image.id,
                       png=str(png_path), png_size=[width, height], image_size=[image.width, image.height])
             for ann in anns:
                 ann.defect = ann.defect or "panoptic-size-mismatch"
-            return
-        values, counts = np.unique(ids, return_counts=True)
-        present = dict(zip(values.tolist(), counts.tolist()))
+            return False
+        _, present, bboxes, masks = facts
         listed = {ann.id for ann in anns}
         for value in sorted(set(present) - listed - {0}):
             self.flag("panoptic-id-unlisted",
                       f"PNG id {value} ({present[value]} px) is not in 'segments_info'", image.id,
                       png=str(png_path), value=value, pixels=present[value])
-        usable = [ann for ann in anns if ann.defect not in ("segment-id-duplicate", "segment-id-invalid")]
-        masks = masks_by_value(ids, wanted={ann.id for ann in usable})
-        for ann in usable:
-            ann.mask = masks[ann.id]
+        for ann in record.usable():
+            if masks is not None:
+                ann.mask = masks[ann.id]
             if ann.id not in present:
                 self._defect(ann, "mask-empty", f"segment {ann.id} is listed but absent from {png_path.name}")
                 continue
@@ -298,10 +369,52 @@ class _Split:
                 self.flag("area-mismatch",
                           f"stored area {stored_area} differs from the {area} px of the segment", image.id,
                           ann.id, "warning", stored=stored_area, pixels=area)
-            bbox, stored_bbox = _pixel_bbox(ann.mask), ann.attributes.get("bbox")
+            bbox, stored_bbox = bboxes[ann.id], ann.attributes.get("bbox")
             if isinstance(stored_bbox, list) and stored_bbox and stored_bbox != bbox:
                 self.flag("bbox-mismatch", f"stored bbox {stored_bbox} differs from the pixels' {bbox}",
                           image.id, ann.id, "warning", stored=stored_bbox, pixels=bbox)
+        return True
+
+
+@dataclass
+class _Record:
+    """One ``annotations`` record, checked: its segments, its image (None: unknown), where it is."""
+
+    image_id: int
+    anns: list[Annotation]
+    image: ImageRecord | None
+    span: tuple[int, int] | None
+    png_path: Path
+    png_wanted: bool  #: whether its PNG is checked and cut: it is the first record of a known image
+
+    def usable(self) -> list[Annotation]:
+        """The segments that get a mask: not a repeated or invalid id."""
+        return [ann for ann in self.anns if ann.defect not in ("segment-id-duplicate", "segment-id-invalid")]
+
+    def png_job(self, keep_masks: bool) -> tuple[str, tuple[int, int], list[int], bool] | None:
+        if not self.png_wanted:
+            return None
+        shape = (self.image.height, self.image.width)
+        return str(self.png_path), shape, [a.id for a in self.usable()], keep_masks
+
+
+def _png_facts(job: tuple[str, tuple[int, int], list[int], bool] | None) -> tuple | None:
+    """What one record's PNG says (in a worker): ``("unreadable", why)``, ``("size", width, height)``, or
+    ``("ok", pixels per PNG id, bbox per wanted id present, masks per wanted id or None)``."""
+    if job is None:
+        return None
+    png_path, shape, wanted, keep_masks = job
+    try:
+        ids = rgb_to_ids(read_rgb_png(Path(png_path)))
+    except (FormatError, ReadError) as err:
+        return "unreadable", err.message
+    if ids.shape != shape:
+        return "size", ids.shape[1], ids.shape[0]
+    values, counts = np.unique(ids, return_counts=True)
+    present = dict(zip(values.tolist(), counts.tolist()))
+    masks = masks_by_value(ids, wanted=set(wanted))
+    bboxes = {value: _pixel_bbox(mask) for value, mask in masks.items() if value in present}
+    return "ok", present, bboxes, masks if keep_masks else None
 
 
 def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
@@ -331,12 +444,54 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
     if not files:
         raise FormatError("no COCO panoptic file found (looked for annotations/*.json and *.json holding "
                           "'segments_info')", path=path)
-    dataset = Dataset({}, [], [], source_format="coco-panoptic")
     root = path if path.is_dir() else path.parent
     root = root.parent if root.name == "annotations" else root
+    images_root = Path(images_root) if images_root else None
+    try:
+        return _read_files(files, root, images_root, AnnotationColumns())
+    except Unscannable:  # malformed, or NaN that only Python's json reads: parse whole, for the precise error
+        return _read_files(files, root, images_root, None)
+
+
+def _read_files(files: list[Path], root: Path, images_root: Path | None,
+                rows: AnnotationColumns | None) -> Dataset:
+    dataset = Dataset({}, [], [], source_format="coco-panoptic")
     for json_path in files:
-        _Split(json_path, dataset).read(Path(images_root) if images_root else None, root)
+        _Split(json_path, dataset, rows).read(images_root, root)
+    if rows is not None:
+        dataset.annotations = rows.store(_decode, _load)
     return dataset
+
+
+def _load(source: str) -> list[tuple[int, dict, Mask | None]]:
+    """An image's segments as ``(image id, segment record, mask)``, in file order: one decode of its PNG.
+
+    Raises
+    ------
+    FormatError, ReadError
+        The JSON or the PNG cannot be read, or the JSON changed since the dataset was read.
+    """
+    json_path, start, stop, count, cut, png_path = orjson.loads(source)
+    try:
+        [raw] = parse_items(json_path, np.array([start]), np.array([stop]))
+    except Unscannable:
+        raw = None
+    segments = raw.get("segments_info") if isinstance(raw, dict) else None
+    if not isinstance(segments, list) or len(segments) != count:
+        raise FormatError(f"the file changed since it was read: the record at bytes {start}–{stop} no longer "
+                          f"lists {count} segments", path=json_path)
+    wanted = {seg["id"] for seg in segments if 0 < seg["id"] <= _MAX_SEGMENT_ID}
+    masks = masks_by_value(rgb_to_ids(read_rgb_png(Path(png_path))), wanted=wanted) if cut else {}
+    return [(raw["image_id"], seg, masks.get(seg["id"])) for seg in segments]
+
+
+def _decode(record: tuple[int, dict, Mask | None], split: str, height: int, width: int, defect: str | None,
+            mask_ok: bool) -> Annotation:
+    """One segment of a record; its mask only where the reader cut one."""
+    image_id, seg, mask = record
+    return Annotation(seg["id"], image_id, seg["category_id"], mask if mask_ok else None,
+                      bool(seg.get("iscrowd", 0)), None, split, defect,
+                      {k: v for k, v in seg.items() if k not in _SEGMENT_KEYS})
 
 
 def write(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -10,13 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segdata import converters
+from segdata import converters, parallel
 from segdata.compose import rgb_to_ids
 from segdata.converters import coco, coco_panoptic
 from segdata.errors import FormatError
+from segdata.jsonstream import Unscannable
 from segdata.masks import Mask
-from segdata.model import Annotation, Category, Dataset, ImageRecord
+from segdata.model import Annotation, Category, Dataset, ImageRecord, annotation_values
 from tests.conftest import run_segdata
+from tests.converters.stored_checks import FIELDS, assert_equals_eager, assert_same
 
 DATUMARO = "openvinotoolkit+datumaro/tests/assets/coco_dataset"
 BDD = "bdd100k+bdd100k/tests/label/testcases/panseg_coco"
@@ -307,6 +310,109 @@ def test_missing_json_is_a_clear_error(broken):
         path.unlink()
     with pytest.raises(FormatError, match="no COCO panoptic file found"):
         coco_panoptic.read(broken)
+
+
+# columns kept, masks cut again where an image is worked on -----------------------------------------
+
+
+def _read_whole(root: Path, monkeypatch) -> Dataset:
+    """Every JSON parsed whole and every mask kept, as the reader did before it kept columns."""
+    def unscannable(*args):
+        raise Unscannable("parse whole")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(coco_panoptic, "read_array_items", unscannable)
+        return coco_panoptic.read(root)
+
+
+def _assert_stored_equals_whole(root: Path, monkeypatch) -> Dataset:
+    stored, whole = coco_panoptic.read(root), _read_whole(root, monkeypatch)
+    assert isinstance(whole.annotations, list)
+    assert_equals_eager(stored, whole.annotations)
+    assert [repr(i) for i in stored.images] == [repr(i) for i in whole.images]
+    assert stored.findings == whole.findings and stored.meta == whole.meta
+    return stored
+
+
+@pytest.mark.parametrize(("source", "annotations"), [
+    pytest.param("sample", 277, id="sample"),
+    pytest.param(f"{DATUMARO}/coco_panoptic", 3, id="datumaro-size-mismatch"),
+    pytest.param(f"{DATUMARO}/coco", 3, id="datumaro-consistent"),
+])
+def test_sets_keep_columns_and_give_the_masks_cut_at_once(samples_dir, conformance_dir, monkeypatch, source,
+                                                          annotations):
+    root = samples_dir / "coco-panoptic" if source == "sample" else conformance_dir / source
+    stored = _assert_stored_equals_whole(root, monkeypatch)
+    assert len(stored.annotations) == annotations
+    assert sum(a.mask is not None for a in stored.annotations) > 0
+
+
+def _facts_noting_the_process(job):
+    with open(os.environ["PANOPTIC_PIDS"], "a") as pids:
+        pids.write(f"{os.getpid()}\n")
+    return _real_png_facts(job)
+
+
+_real_png_facts = coco_panoptic._png_facts
+
+
+def test_pngs_checked_on_two_processes_give_the_one_process_read(samples_dir, monkeypatch, tmp_path):
+    monkeypatch.setattr(coco_panoptic, "LOCAL_BATCH", 2)  # 40 train records: more than 4 batches
+    monkeypatch.setattr(parallel, "_prepared", 2)
+    monkeypatch.setattr(coco_panoptic, "_png_facts", _facts_noting_the_process)
+    monkeypatch.setenv("PANOPTIC_PIDS", str(tmp_path / "pids"))
+    stored = _assert_stored_equals_whole(samples_dir / "coco-panoptic", monkeypatch)
+    assert len(stored.annotations) == 277
+    pids = (tmp_path / "pids").read_text().split()
+    assert set(pids) - {str(os.getpid())} and len(pids) == 2 * 60  # a helper checked PNGs; the whole read too
+
+
+def test_a_bad_record_in_a_read_on_two_processes_names_the_file_and_the_record(broken, monkeypatch):
+    monkeypatch.setattr(coco_panoptic, "LOCAL_BATCH", 2)
+    monkeypatch.setattr(parallel, "_prepared", 2)
+    _edit(broken, lambda data: data["annotations"].extend([data["annotations"][0]] * 20 + [{"image_id": 3}]))
+    with pytest.raises(FormatError, match=r"panoptic_val\.json: image 3: missing required key 'file_name'"):
+        coco_panoptic.read(broken)
+
+
+def _every_defect(data):
+    first = data["annotations"][0]
+    _drop_segment(data), _unknown_category(data), _absent_segment(data), _duplicate_segment(data)
+    _no_record(data)
+    first["segments_info"].append({"id": 0, "category_id": 1, "iscrowd": 0, "note": "kept"})
+    data["annotations"].append({**first, "segments_info": first["segments_info"][:1]})  # the image again
+    data["annotations"].append({**first, "image_id": 77})  # no such image
+
+
+def test_every_wrong_record_reads_the_same_from_columns(broken, monkeypatch):
+    _edit(broken, _every_defect)
+    (broken / "annotations/panoptic_train/a.png").write_bytes(b"not a png")
+    stored, whole = coco_panoptic.read(broken), _read_whole(broken, monkeypatch)
+    assert_same(list(stored.annotations), whole.annotations)
+    for name in FIELDS:
+        assert annotation_values(stored.annotations, name).tolist() == annotation_values(whole.annotations,
+                                                                                          name).tolist()
+    assert stored.findings == whole.findings
+    assert {f.code for f in stored.findings} >= {
+        "panoptic-id-unlisted", "category-unknown", "mask-empty", "segment-id-duplicate", "segment-id-invalid",
+        "panoptic-png-missing", "image-record-duplicate", "image-ref-unknown"}
+    masks = {(a.image_id, a.id): a.mask for a in stored.annotations if a.split == "val"}
+    assert masks[(40, 99)].area == 0 and masks[(40, 0)] is None and masks[(77, 7)] is None
+
+
+def test_a_json_with_nan_is_read_whole(broken):
+    _edit(broken, lambda data: data["annotations"][0]["segments_info"][0].update(area=float("nan")))
+    dataset = coco_panoptic.read(broken)
+    assert isinstance(dataset.annotations, list)
+    assert any(np.isnan(a.attributes.get("area", 0)) for a in dataset.annotations)
+
+
+def test_a_json_changed_after_reading_is_an_error_naming_it(broken):
+    dataset = coco_panoptic.read(broken)
+    _edit(broken, _drop_segment)
+    with pytest.raises(FormatError, match=r"panoptic_val\.json: the file changed since it was read: the record "
+                                          r"at bytes \d+–\d+ no longer lists \d+ segments"):
+        list(dataset.annotations)
 
 
 # the CLI, end to end ------------------------------------------------------------------------------
