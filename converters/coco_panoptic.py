@@ -51,8 +51,8 @@ import numpy as np
 import orjson
 
 from segdata import png
-from segdata.compose import ComposeSettings, compose_image, ids_to_rgb, rgb_to_ids, settings
-from segdata.converters._raster import BITMAP, masks_by_value, paintable, raster_changes, read_rgb_png
+from segdata.compose import ComposeSettings, compose_image, ids_to_rgb, settings
+from segdata.converters._raster import BITMAP, masks_by_value, paintable, raster_changes, read_ids_png
 from segdata.errors import FormatError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array_items
@@ -405,7 +405,7 @@ def _png_facts(job: tuple[str, tuple[int, int], list[int], bool] | None) -> tupl
         return None
     png_path, shape, wanted, keep_masks = job
     try:
-        ids = rgb_to_ids(read_rgb_png(Path(png_path)))
+        ids = read_ids_png(png_path)
     except (FormatError, ReadError) as err:
         return "unreadable", err.message
     if ids.shape != shape:
@@ -481,7 +481,7 @@ def _load(source: str) -> list[tuple[int, dict, Mask | None]]:
         raise FormatError(f"the file changed since it was read: the record at bytes {start}–{stop} no longer "
                           f"lists {count} segments", path=json_path)
     wanted = {seg["id"] for seg in segments if 0 < seg["id"] <= _MAX_SEGMENT_ID}
-    masks = masks_by_value(rgb_to_ids(read_rgb_png(Path(png_path))), wanted=wanted) if cut else {}
+    masks = masks_by_value(read_ids_png(png_path), wanted=wanted) if cut else {}
     return [(raw["image_id"], seg, masks.get(seg["id"])) for seg in segments]
 
 

@@ -52,9 +52,9 @@ import numpy as np
 import orjson
 
 from segdata import png
-from segdata.compose import ComposeSettings, compose_image, ids_to_rgb, rgb_to_ids, settings
-from segdata.converters._raster import (BITMAP, masks_by_value, paintable, raster_changes, read_label_png,
-                                       read_rgb_png, value_counts)
+from segdata.compose import ComposeSettings, compose_image, ids_to_rgb, settings
+from segdata.converters._raster import (BITMAP, masks_by_value, paintable, raster_changes, read_ids_png,
+                                       read_label_png, value_counts)
 from segdata.errors import FormatError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array_items
@@ -335,7 +335,7 @@ class _Reader:
 
 
 def _read_map(path: Path, encoding: str) -> np.ndarray:
-    return rgb_to_ids(read_rgb_png(path)) if encoding == "rgb24" else read_label_png(path)
+    return read_ids_png(path) if encoding == "rgb24" else read_label_png(path)
 
 
 def _cut(values: np.ndarray, instances: list[dict]) -> list[Mask | None]:
