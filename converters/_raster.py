@@ -66,24 +66,21 @@ def read_rgb_png(path: str | Path) -> np.ndarray:
 def read_ids_png(path: str | Path) -> np.ndarray:
     """COCO panoptic ids ``R + 256·G + 256²·B`` of an RGB PNG, as (H, W) uint32.
 
-    Decoded by :func:`segdata.png.decode_rgb` (libdeflate), ~5× faster than
+    Decoded by :func:`segdata.png.decode_rgba` (libdeflate), ~5× faster than
     Pillow on these maps, to the pixels :func:`read_rgb_png` gives an 8-bit
     file (palette and grey expanded, alpha dropped); 16-bit samples keep their
     high byte.  The header is checked by Pillow first: the same errors, and
     its decompression-bomb guard.
     """
-    import cv2  # here, not at the top: loading the CLI must not load OpenCV
-
     with _open_header(path, decoding=True):
         pass
     try:
-        rgb = png.decode_rgb(Path(path).read_bytes())
+        rgba = png.decode_rgba(Path(path).read_bytes())
     except OSError as err:
         raise ReadError(f"cannot read file ({err.strerror or err})", path=path) from err
     except ValueError as err:
         raise FormatError(f"cannot decode image: {err}", path=path) from None
-    # RGBA bytes read as a little-endian uint32 are the id plus alpha (255) in the top byte
-    ids = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA).view("<u4")[..., 0]
+    ids = rgba.view("<u4")[..., 0]  # each pixel's four bytes as one little-endian word: the id, alpha on top
     return np.bitwise_and(ids, 0xFFFFFF, out=ids)
 
 

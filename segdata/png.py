@@ -81,8 +81,24 @@ def decode_rgb(data: bytes) -> np.ndarray:
         Not a PNG, a chunk is cut short or fails its CRC, or the image data
         does not inflate to the size its header gives (the message says which).
     """
+    return _decode(data, "RGB")
+
+
+def decode_rgba(data: bytes) -> np.ndarray:
+    """The pixels of a PNG file's bytes as an (H, W, 4) uint8 RGBA array: :func:`decode_rgb`'s, plus the
+    file's alpha (255 where it has none).  Viewed as ``<u4``, a pixel is ``R + 256·G + 256²·B + 256³·A``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`decode_rgb`.
+    """
+    return _decode(data, "RGBA")
+
+
+def _decode(data: bytes, fmt: str) -> np.ndarray:
     try:
-        return pyspng.load(_stored(data), "RGB")
+        return pyspng.load(_stored(data), fmt)
     except RuntimeError as err:  # libspng's message, e.g. "pyspng: could not decode ihdr: end of stream"
         raise ValueError(str(err).removeprefix("pyspng: ")) from None
 

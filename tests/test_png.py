@@ -63,6 +63,12 @@ def test_pillow_writes_every_colour_type_and_decode_rgb_reads_it_as_opencv_does(
         image = image.convert(mode)
     data = pillow_png(image, **options)
     assert np.array_equal(png.decode_rgb(data), opencv_rgb(data))
+    rgba = png.decode_rgba(data)  # the same pixels, and the file's alpha or 255
+    assert np.array_equal(rgba[..., :3], png.decode_rgb(data))
+    if mode == "RGBA":
+        assert np.array_equal(rgba[..., 3], noise[..., 3])
+    elif mode in ("1", "L", "P", "RGB", "I;16"):
+        assert (rgba[..., 3] == 255).all()
 
 
 def adam7_png(rgb: np.ndarray) -> bytes:
