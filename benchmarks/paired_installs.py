@@ -12,7 +12,9 @@ Usage (each interpreter from a virtual environment with one install, run from
 outside the repository so that neither imports the working tree)::
 
     python benchmarks/paired_installs.py OLD/bin/python NEW/bin/python --job stats --size 20k
-        [--backends 'Dask LocalCluster of 2,Dask LocalCluster of 1'] [--rounds 4]
+        [--backends 'Dask LocalCluster of 2,Dask LocalCluster of 1'] [--rounds 4] [--data PATH]
+
+``--data`` runs the job on another dataset (any format segdata sniffs) instead of the scale set.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from pathlib import Path
 
 from bench_scale import BACKENDS, DATA, IMAGE_JOBS, JOBS, TREES, job_run  # benchmarks/ is on sys.path
 
@@ -31,11 +34,12 @@ def main() -> None:
     parser.add_argument("--size", default="20k", help="5k, 20k or 118k (image jobs: 5k or 20k)")
     parser.add_argument("--backends", default="Dask LocalCluster of 2,Dask LocalCluster of 1")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--data", type=Path, help="a dataset to run the job on instead of --size's")
     args = parser.parse_args()
     backends = args.backends.split(",")
     if unknown := sorted(set(backends) - set(BACKENDS)):
         sys.exit(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
-    data = TREES.get(args.size) if args.job in IMAGE_JOBS else DATA / f"synth_{args.size}.json"
+    data = args.data or (TREES.get(args.size) if args.job in IMAGE_JOBS else DATA / f"synth_{args.size}.json")
     if data is None or not data.exists():
         sys.exit(f"no data for {args.job} at {args.size}: see bench_scale.py for how to make it")
     runs: dict[tuple[str, str], list[float]] = {}

@@ -1,4 +1,4 @@
-"""converters/_raster.py: image sizes from headers, and a bad file as one error naming it."""
+"""converters/_raster.py: image sizes from headers, panoptic ids, and a bad file as one error naming it."""
 
 from __future__ import annotations
 
