@@ -55,7 +55,7 @@ from segdata.compose import ComposeSettings, compose_image, ids_to_rgb, settings
 from segdata.converters._raster import BITMAP, masks_by_value, paintable, raster_changes, read_ids_png
 from segdata.errors import FormatError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
-from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array_items
+from segdata.jsonstream import Unscannable, chunk_spans, parse_item, parse_items, read_array_items
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import LOCAL_BATCH, map_images
@@ -472,10 +472,7 @@ def _load(source: str) -> list[tuple[int, dict, Mask | None]]:
         The JSON or the PNG cannot be read, or the JSON changed since the dataset was read.
     """
     json_path, start, stop, count, cut, png_path = orjson.loads(source)
-    try:
-        [raw] = parse_items(json_path, np.array([start]), np.array([stop]))
-    except Unscannable:
-        raw = None
+    raw = parse_item(json_path, start, stop)
     segments = raw.get("segments_info") if isinstance(raw, dict) else None
     if not isinstance(segments, list) or len(segments) != count:
         raise FormatError(f"the file changed since it was read: the record at bytes {start}–{stop} no longer "

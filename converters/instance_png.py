@@ -57,7 +57,7 @@ from segdata.converters._raster import (BITMAP, masks_by_value, paintable, raste
                                        read_label_png, value_counts)
 from segdata.errors import FormatError, ReadError
 from segdata.io import dumps_json, output_dir, read_json
-from segdata.jsonstream import Unscannable, chunk_spans, parse_items, read_array_items
+from segdata.jsonstream import Unscannable, chunk_spans, parse_item, parse_items, read_array_items
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_images
@@ -365,10 +365,7 @@ def _load(source: str) -> list[tuple[int, dict, Mask | None]]:
         The table or the map cannot be read, or the table changed since the dataset was read.
     """
     table, start, stop, count, cut = orjson.loads(source)
-    try:
-        [raw] = parse_items(table, np.array([start]), np.array([stop]))
-    except Unscannable:
-        raw = None
+    raw = parse_item(table, start, stop)
     instances = raw.get("instances") if isinstance(raw, dict) else None
     if not isinstance(instances, list) or len(instances) != count:
         raise FormatError(f"the table changed since it was read: the map entry at bytes {start}–{stop} no "

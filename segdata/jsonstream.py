@@ -185,6 +185,16 @@ def parse_items(path: str | Path, starts: np.ndarray, stops: np.ndarray) -> list
     return items
 
 
+def parse_item(path: str | Path, start: int, stop: int) -> Any:
+    """The item at ``[start, stop)`` of ``path``; None where those bytes are no longer one JSON value (a
+    file changed since it was scanned: the caller says what it expected there)."""
+    try:
+        [item] = parse_items(path, np.array([start]), np.array([stop]))
+    except Unscannable:
+        return None
+    return item
+
+
 def _split(handle: BinaryIO, keys: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, int]]]:
     """The document without the items of ``keys``' arrays, parsed; where those items start; where each array closes."""
     if not handle.read(SCAN_BLOCK).lstrip().startswith(b"{"):
