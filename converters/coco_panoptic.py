@@ -70,6 +70,7 @@ _SPLIT_ORDER = {"train": 0, "val": 1, "validation": 1, "test": 2}
 _IMAGE_KEYS = {"id", "file_name", "width", "height"}
 _SEGMENT_KEYS = {"id", "category_id", "iscrowd"}
 _MAX_SEGMENT_ID = (1 << 24) - 1
+_NO_MASK = ("segment-id-duplicate", "segment-id-invalid")  #: a segment with this defect gets no mask
 
 
 def _looks_panoptic(path: Path) -> bool:
@@ -320,13 +321,12 @@ class _Split:
         if self.rows is None:
             self.dataset.annotations.extend(anns)
             return
-        usable = set(map(id, record.usable())) if cut else set()
         source = orjson.dumps([str(self.path), *record.span, len(anns), cut, str(record.png_path)]).decode()
         self.rows.add(source, self.split, [a.id for a in anns], [a.defect for a in anns],
                       image_id=record.image_id, category_id=[a.category_id for a in anns],
                       iscrowd=[int(a.iscrowd) for a in anns],
                       height=image.height if image else 0, width=image.width if image else 0,
-                      mask_ok=[id(a) in usable for a in anns], face=BITMAP)
+                      mask_ok=[cut and ann.defect not in _NO_MASK for ann in anns], face=BITMAP)
 
     def _defect(self, ann: Annotation, code: str, message: str, severity: str = "error", **details) -> None:
         if ann.defect is None:
@@ -389,7 +389,7 @@ class _Record:
 
     def usable(self) -> list[Annotation]:
         """The segments that get a mask: not a repeated or invalid id."""
-        return [ann for ann in self.anns if ann.defect not in ("segment-id-duplicate", "segment-id-invalid")]
+        return [ann for ann in self.anns if ann.defect not in _NO_MASK]
 
     def png_job(self, keep_masks: bool) -> tuple[str, tuple[int, int], list[int], bool] | None:
         if not self.png_wanted:
