@@ -35,7 +35,7 @@ from segdata.masks import Mask, decode_rle_string
 from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
                            find_sorted, image_values)
 from segdata.parallel import map_images, on_cluster, release_free_memory
-from segdata.stored import StoredAnnotations, narrow, repeated
+from segdata.stored import StoredAnnotations, narrow, repeated, shape_codes
 from segdata.stored_images import ImageColumns, SourceFields, StoredImages
 
 _SNIFF_BYTES = 1 << 16
@@ -110,6 +110,7 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
                           (image_starts, np.append(image_starts[1:], image_closing)))
         del images, image_starts
         release_free_memory()  # the image records parsed; the annotations' columns can take their pages
+        closing = arrays["annotations"][1]
         index = _index_file(json_path, arrays)
         records = None
     except Unscannable:  # malformed, or NaN that only Python's json reads: parse whole, as before
@@ -128,10 +129,11 @@ def _read_split(json_path: Path, dataset: Dataset, images_root: Path | None, roo
     defect, mask_ok, findings = _resolve(json_path, split, index, dataset.categories, known_image, heights,
                                          widths)
     if records is None:
+        shapes, shape = shape_codes(heights, widths)
         annotations = StoredAnnotations(
             [str(json_path)], [split], ANNOTATION_DEFECTS, _decode,
-            dict(index.columns, file=_zeros(len(index)), split=_zeros(len(index)),
-                 height=heights, width=widths, defect=defect, mask_ok=mask_ok))
+            dict(index.columns, file=_zeros(len(index)), split=_zeros(len(index)), shape=shape, defect=defect,
+                 mask_ok=mask_ok), shapes, closings=[closing])
     else:
         annotations = [_decode(raw, split, h, w, ANNOTATION_DEFECTS[code] if code >= 0 else None, ok)
                        for raw, h, w, code, ok in zip(records, heights.tolist(), widths.tolist(), defect.tolist(),
@@ -293,7 +295,7 @@ class _Index:
     @staticmethod
     def join(parts: list[_Index]) -> _Index:
         """The parts' rows in order; ``parts`` is emptied while copied, not held twice (20 MB at 118k)."""
-        names = ("start", "stop", "id", "image_id", "category_id", "iscrowd", "face")
+        names = ("start", "id", "image_id", "category_id", "iscrowd", "face")
         total = sum(len(p) for p in parts)
         columns = {name: np.empty(total, np.result_type(*(p.columns[name] for p in parts)) if parts
                                   else np.int64) for name in names}
@@ -352,10 +354,7 @@ def _index_records(task: tuple) -> _Index:
             continue
         face[row] = _FACE[mask.face]
     columns = {"id": ids, "image_id": image_ids, "category_id": category_ids, "iscrowd": iscrowd, "face": face}
-    if stops is not None:
-        columns.update(start=np.asarray(starts, np.int64), stop=np.asarray(stops, np.int64))
-    else:
-        columns.update(start=np.zeros(n, np.int64), stop=np.zeros(n, np.int64))
+    columns["start"] = np.asarray(starts, np.int64) if stops is not None else np.zeros(n, np.int64)
     return _Index({name: narrow(values) for name, values in columns.items()}, mask_defects,
                   np.array(rle_sizes, np.int64).reshape(-1, 3))
 

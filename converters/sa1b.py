@@ -55,7 +55,7 @@ from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import Mask, rle_string_numbers
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
 from segdata.parallel import map_batches, map_images
-from segdata.stored import FACES, StoredAnnotations
+from segdata.stored import FACES, StoredAnnotations, shape_codes
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
 LOOKS_FOR = "*.json (or <split>/*.json) with 'image' ('image_id', 'file_name') and 'annotations' (SA-1B)"
@@ -370,11 +370,12 @@ def _store(dataset: Dataset, paths: list[str], splits: list[str], file_split: np
         defect[row] = DEFECTS.index(first_code)
     faces = np.concatenate([c.faces for c in chunks])
     start = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+    shapes, image_shape = shape_codes(heights, widths)
     return StoredAnnotations(paths, splits, DEFECTS, _decode, {
-        "file": file, "split": split, "start": start, "stop": start + 1, "id": ids,
-        "image_id": image_ids[file], "category_id": np.full(n, CATEGORY.id), "iscrowd": np.zeros(n, bool),
-        "height": heights[file], "width": widths[file], "defect": defect, "mask_ok": mask_ok, "face": faces,
-    }, load=_load)
+        "file": file, "split": split, "start": start, "id": ids, "image_id": image_ids[file],
+        "category_id": np.full(n, CATEGORY.id), "iscrowd": np.zeros(n, bool), "shape": image_shape[file],
+        "defect": defect, "mask_ok": mask_ok, "face": faces,
+    }, shapes, load=_load)
 
 
 # writing -----------------------------------------------------------------------------

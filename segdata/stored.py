@@ -4,13 +4,16 @@ Read whole, a COCO-train-sized file (400 MB, 860,000 instances) becomes
 ~1.3 GB of Python objects, and every job holds them all although it works
 one image at a time.  :class:`StoredAnnotations` keeps, per annotation,
 only the numbers jobs select by (ids, category, crowd, image size, defect)
-and the byte span of its record; an image's records are read and parsed
+and where its record starts; an image's records are read and parsed
 again where that image is worked on — in a helper process, when there is
-one — so memory grows by ~30 bytes per annotation, not ~1.5 KB.
+one — so memory grows by ~20 bytes per annotation, not ~1.5 KB.  A record
+ends where the next one in its file starts, and an annotation's image
+size is an index into the few sizes a dataset has: neither is kept per
+annotation (7 MB at COCO-train size).
 
 Formats of one file per image (LabelMe, YOLO, SA-1B, and the PNG maps of
 semantic-PNG, instance-PNG, VOC and Cityscapes) keep the same columns and,
-instead of a byte span, the record's place in its file: the reader's
+instead of where the record starts, its place in its file: the reader's
 ``load(file)`` gives the file's records again, in order.
 
 Every file must stay unchanged while the dataset is in use, and a Dask
@@ -35,11 +38,11 @@ Decoder = Callable[[dict, str, int, int, "str | None", bool], Annotation]
 #: ``load(file) -> records``: a per-image file's records in order; ``start`` is then the record's index.
 Loader = Callable[[str], Sequence[Any]]
 
-#: The per-annotation columns and their types.
+#: The per-annotation columns and their types; ``shape`` indexes a store's ``shapes`` (height, width).
 COLUMNS = {
-    "file": np.int32, "split": np.int16, "start": np.int64, "stop": np.int64,
-    "id": np.int64, "image_id": np.int64, "category_id": np.int64, "iscrowd": np.bool_,
-    "height": np.int32, "width": np.int32, "defect": np.int16, "mask_ok": np.bool_, "face": np.int8,
+    "file": np.int32, "split": np.int16, "start": np.int64, "id": np.int64, "image_id": np.int64,
+    "category_id": np.int64, "iscrowd": np.bool_, "shape": np.int32, "defect": np.int16, "mask_ok": np.bool_,
+    "face": np.int8,
 }
 FACES = ("polygon", "rle", "uncompressed-rle")
 
@@ -52,7 +55,7 @@ class _Rows:
     splits: tuple[str, ...]
     defects: tuple[str, ...]
     decode: Decoder
-    table: np.ndarray  # structured: one field per name of COLUMNS
+    table: np.ndarray  # structured: COLUMNS' fields, with height, width and stop in place of shape
     load: Loader | None = None
 
     def __len__(self) -> int:
@@ -156,18 +159,30 @@ class StoredAnnotations(Sequence[Annotation]):
     decode : callable
         The reader's module-level record decoder (:data:`Decoder`).
     columns : dict of str to ndarray
-        One array per name of :data:`COLUMNS`, all of one length.
+        One array per name of :data:`COLUMNS`, all of one length; and
+        ``stop``, where each record ends, if the rows are not every record
+        of their files in file order (a selection of them).
+    shapes : array of shape (k, 2)
+        The (height, width) pairs ``columns["shape"]`` indexes (:func:`shape_codes`).
     load : callable, optional
         For one file per image: the reader's module-level :data:`Loader`
-        (``start`` is a record's index in its file; ``stop`` is unused).
+        (``start`` is a record's index in its file).
+    closings : sequence of int, optional
+        Without ``load``: where each file's array closes, the end of its last record.
     """
 
     def __init__(self, files: Sequence[str], splits: Sequence[str], defects: Sequence[str], decode: Decoder,
-                 columns: dict[str, np.ndarray], load: Loader | None = None):
+                 columns: dict[str, np.ndarray], shapes: np.ndarray, load: Loader | None = None,
+                 closings: Sequence[int] = ()):
         self.files, self.splits, self.defects = tuple(files), tuple(splits), tuple(defects)
-        self.decode, self.load = decode, load
-        self.columns = {name: narrow(_typed(columns[name], dtype)) for name, dtype in COLUMNS.items()}
-        self._row_type = np.dtype([(name, values.dtype) for name, values in self.columns.items()])
+        self.decode, self.load, self.closings = decode, load, tuple(closings)
+        self.shapes = narrow(np.asarray(shapes, np.int64).reshape(-1, 2))
+        kept = dict(COLUMNS, stop=np.int64) if "stop" in columns else COLUMNS
+        self.columns = {name: narrow(_typed(columns[name], dtype)) for name, dtype in kept.items()}
+        shipped = [(name, values.dtype) for name, values in self.columns.items()
+                   if name not in ("shape", "stop")]
+        size = self.shapes.dtype
+        self._row_type = np.dtype(shipped + [("height", size), ("width", size), ("stop", np.int64)])
         self._groups: tuple[dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray] | None = None
 
     def rows(self, indices: np.ndarray | slice) -> _Rows:
@@ -175,12 +190,29 @@ class StoredAnnotations(Sequence[Annotation]):
         return self._detached(self._table(indices))
 
     def _table(self, indices: np.ndarray | slice) -> np.ndarray:
-        """The rows at ``indices`` as one structured array: what a group is cut from and shipped as."""
-        picked = {name: values[indices] for name, values in self.columns.items()}
-        table = np.empty(len(picked["id"]), self._row_type)
-        for name, values in picked.items():
-            table[name] = values
+        """The rows at ``indices`` as one structured array, with each one's image size and record end: what
+        a group is cut from and shipped as."""
+        rows = np.arange(*indices.indices(len(self))) if isinstance(indices, slice) else np.asarray(indices)
+        table = np.empty(len(rows), self._row_type)
+        for name, values in self.columns.items():
+            if name not in ("shape", "stop"):
+                table[name] = values[rows]
+        table["height"], table["width"] = self.shapes[self.columns["shape"][rows]].T
+        table["stop"] = self._stops(rows)
         return table
+
+    def _stops(self, rows: np.ndarray) -> np.ndarray:
+        """Where the records at ``rows`` end: where the next row's starts, or for a file's last row where its
+        array closes (0 for one file per image: there a record is found by its index)."""
+        c = self.columns
+        if "stop" in c:
+            return c["stop"][rows]
+        if self.load is not None or not len(rows):
+            return np.zeros(len(rows), np.int64)
+        following = np.minimum(rows + 1, len(self) - 1)
+        file = c["file"][rows]
+        last = (rows == len(self) - 1) | (c["file"][following] != file)
+        return np.where(last, np.array(self.closings, np.int64)[file], c["start"][following])
 
     def _detached(self, table: np.ndarray) -> _Rows:
         """``table``'s rows as a :class:`_Rows`, with only the files they are in."""
@@ -222,13 +254,17 @@ class StoredAnnotations(Sequence[Annotation]):
     def select(self, rows: np.ndarray, category_id: np.ndarray) -> StoredAnnotations:
         """The annotations at ``rows``, in that order, with new category ids (a category map's result)."""
         columns = {name: values[rows] for name, values in self.columns.items()}
+        if self.load is None:  # the rows that are left no longer end where the next one starts
+            columns["stop"] = self._stops(rows)
         return StoredAnnotations(self.files, self.splits, self.defects, self.decode,
-                                 {**columns, "category_id": category_id}, self.load)
+                                 {**columns, "category_id": category_id}, self.shapes, self.load,
+                                 self.closings)
 
     def with_split(self, name: str) -> StoredAnnotations:
         """The same annotations, all in split ``name``."""
         columns = dict(self.columns, split=np.zeros(len(self), np.int16))
-        return StoredAnnotations(self.files, (name,), self.defects, self.decode, columns, self.load)
+        return StoredAnnotations(self.files, (name,), self.defects, self.decode, columns, self.shapes,
+                                 self.load, self.closings)
 
     @staticmethod
     def concat(parts: Sequence[StoredAnnotations]) -> StoredAnnotations:
@@ -236,12 +272,21 @@ class StoredAnnotations(Sequence[Annotation]):
         files: dict[str, int] = {}
         splits: dict[str, int] = {}
         defects: dict[str, int] = {}
-        columns: dict[str, list[np.ndarray]] = {name: [] for name in COLUMNS}
+        shapes: dict[tuple[int, int], int] = {}
+        closings: dict[str, int] = {}
+        names = [file for part in parts for file in part.files]
+        # a selection among the parts, or a file in two of them: a row's record need not end at the next row
+        kept = dict(COLUMNS, stop=np.int64) if parts and parts[0].load is None and (
+            any("stop" in part.columns for part in parts) or len(set(names)) < len(names)) else COLUMNS
+        columns: dict[str, list[np.ndarray]] = {name: [] for name in kept}
         for part in parts:
             if part.decode is not parts[0].decode or part.load is not parts[0].load:
                 raise ValueError("cannot join stores of different readers")
-            remap = {"file": (part.files, files), "split": (part.splits, splits), "defect": (part.defects, defects)}
-            for name, values in part.columns.items():
+            closings.update(zip(part.files, part.closings))
+            remap = {"file": (part.files, files), "split": (part.splits, splits),
+                     "defect": (part.defects, defects), "shape": (map(tuple, part.shapes.tolist()), shapes)}
+            for name in kept:
+                values = part._stops(np.arange(len(part))) if name == "stop" else part.columns[name]
                 if name in remap:
                     own, joined = remap[name]
                     table = np.array([joined.setdefault(value, len(joined)) for value in own] + [-1],
@@ -249,8 +294,9 @@ class StoredAnnotations(Sequence[Annotation]):
                     values = table[values]  # -1 indexes the -1 appended last
                 columns[name].append(values)
         return StoredAnnotations(files, splits, defects, parts[0].decode,
-                                 {name: np.concatenate(values) if values else np.zeros(0, COLUMNS[name])
-                                  for name, values in columns.items()}, parts[0].load)
+                                 {name: np.concatenate(values) if values else np.zeros(0, kept[name])
+                                  for name, values in columns.items()}, np.array(list(shapes), np.int64),
+                                 parts[0].load, [closings[file] for file in files] if closings else ())
 
     def by_image(self) -> Mapping[tuple[str, int], AnnotationGroup]:
         """Each image's annotations, keyed by ``(split, image_id)``, in file order within an image."""
@@ -295,12 +341,12 @@ class AnnotationColumns:
         """The rows of one source (an image's), whose records ``load(file)`` gives again.
 
         ``defect`` is each row's finding code (or None), or one for all rows.
-        ``values`` are the other columns of :data:`COLUMNS` but ``stop``, each one
-        value for all rows or one per row: ``image_id``, ``category_id``,
-        ``height``, ``width`` and ``face`` (an index in :data:`segdata.masks.FACES`,
-        or -1); ``start``, the record's index in ``load(file)``, defaults to the
-        row's place, ``iscrowd`` to False and ``mask_ok`` (the mask can be decoded)
-        to True.
+        ``values`` are the other columns, each one value for all rows or one
+        per row: ``image_id``, ``category_id``, ``height``, ``width`` (the
+        image's, which :meth:`store` turns into ``shape``) and ``face`` (an index
+        in :data:`segdata.masks.FACES`, or -1); ``start``, the record's index in
+        ``load(file)``, defaults to the row's place, ``iscrowd`` to False and
+        ``mask_ok`` (the mask can be decoded) to True.
         """
         n = len(ids)
         if not n:
@@ -321,11 +367,27 @@ class AnnotationColumns:
     def store(self, decode: Decoder, load: Loader) -> StoredAnnotations:
         """The rows as a store: ``load(file)`` gives a source's records again, ``decode`` makes each one an
         annotation."""
-        columns = {name: np.frombuffer(values, values.typecode) if values else np.zeros(0, COLUMNS[name])
-                   for name, values in self._values.items()}
-        columns["stop"] = np.zeros(len(columns["id"]), np.int8)  # unused: a record is found by its index
+        columns = {name: np.frombuffer(values, values.typecode) if values
+                   else np.zeros(0, COLUMNS.get(name, np.int64)) for name, values in self._values.items()}
+        shapes, columns["shape"] = shape_codes(columns.pop("height"), columns.pop("width"))
         return StoredAnnotations(list(self._files), list(self._splits), list(self._defects), decode, columns,
-                                 load=load)
+                                 shapes, load=load)
+
+
+def shape_codes(heights: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (height, width) pairs and each row's index among them: a dataset
+    has few image sizes, so a row's takes 1 or 2 bytes, not 4 to 16.  Found in runs of rows: a sort of every
+    row's pair at once would be a COCO-train read's peak."""
+    index: dict[tuple[int, int], int] = {}
+    codes = np.empty(len(heights), np.int32)
+    for low in range(0, len(heights), 1 << 16):
+        run = slice(low, low + (1 << 16))
+        pairs = np.stack([heights[run], widths[run]], axis=1)
+        distinct, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        local = np.array([index.setdefault(pair, len(index)) for pair in map(tuple, distinct.tolist())],
+                         np.int32)
+        codes[run] = local[inverse.reshape(-1)]
+    return np.array(list(index), np.int64).reshape(-1, 2), narrow(codes)
 
 
 def _typed(values: np.ndarray, dtype: type) -> np.ndarray:

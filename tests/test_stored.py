@@ -181,10 +181,10 @@ def test_records_of_one_file_per_image_are_loaded_again_from_that_file_alone(tmp
     file, start, ids, image_ids, category_ids = (np.array(column) for column in zip(*rows))
     n = len(rows)
     store = StoredAnnotations(files, ["train"], coco.ANNOTATION_DEFECTS, coco._decode, {
-        "file": file, "split": np.zeros(n), "start": start, "stop": start + 1, "id": ids,
-        "image_id": image_ids, "category_id": category_ids, "iscrowd": np.zeros(n, bool),
-        "height": np.full(n, 3), "width": np.full(n, 6),
-        "defect": np.full(n, -1), "mask_ok": np.ones(n, bool), "face": np.zeros(n)}, load=_records_of)
+        "file": file, "split": np.zeros(n), "start": start, "id": ids, "image_id": image_ids,
+        "category_id": category_ids, "iscrowd": np.zeros(n, bool), "shape": np.zeros(n),
+        "defect": np.full(n, -1), "mask_ok": np.ones(n, bool), "face": np.zeros(n)},
+        [[3, 6]], load=_records_of)
     group = store.by_image()[("train", 2)]
     assert group._rows.files == (files[1],)  # a helper is sent the one path it reads
     together = list(store.by_image().get_each([("train", 3), ("train", 9), ("train", 2)]))
@@ -197,6 +197,39 @@ def test_records_of_one_file_per_image_are_loaded_again_from_that_file_alone(tmp
     joined = StoredAnnotations.concat([store, store.with_split("val")])
     assert [a.id for a in joined] == ids.tolist() * 2 and joined.files == tuple(files)
     assert annotation_values(joined, "split").tolist() == ["train"] * n + ["val"] * n
+
+
+def test_a_record_ends_where_the_next_starts_and_a_selection_or_join_keeps_each_end(samples_dir):
+    from dataclasses import replace
+
+    import numpy as np
+
+    store = coco.read(samples_dir / "coco-dirty").annotations  # three files, one per split
+    assert isinstance(store, StoredAnnotations) and len(store.files) == 3 and "stop" not in store.columns
+    every = [repr(a) for a in store]
+    rows = np.arange(0, len(store), 3)
+    picked = store.select(rows, annotation_values(store, "category_id")[rows])
+    assert "stop" in picked.columns and [repr(a) for a in picked] == [every[r] for r in rows.tolist()]
+    joined = StoredAnnotations.concat([picked, store])
+    assert "stop" in joined.columns and [repr(a) for a in joined] == [every[r] for r in rows.tolist()] + every
+    twice = StoredAnnotations.concat([store, store.with_split("again")])  # the same files twice
+    assert "stop" in twice.columns and [repr(a) for a in twice][:len(store)] == every
+    unsplit = [repr(replace(a, split="")) for a in twice]
+    assert unsplit[len(store):] == unsplit[:len(store)]
+
+
+def test_image_sizes_are_kept_once_each_and_indexed_by_row():
+    import numpy as np
+
+    from segdata.stored import shape_codes
+    rng = np.random.default_rng(0)
+    heights = rng.choice([480, 640, -1, 2**40], 70_000)  # more rows than one run, and odd values
+    widths = rng.choice([640, 427, 0], 70_000)
+    shapes, codes = shape_codes(heights, widths)
+    assert codes.dtype == np.int8 and len(shapes) == 12
+    assert (shapes[codes] == np.stack([heights, widths], axis=1)).all()
+    empty_shapes, empty_codes = shape_codes(np.zeros(0, int), np.zeros(0, int))
+    assert empty_shapes.shape == (0, 2) and len(empty_codes) == 0
 
 
 def test_columns_gathered_source_by_source_take_one_value_or_one_per_row(tmp_path):
@@ -214,18 +247,19 @@ def test_columns_gathered_source_by_source_take_one_value_or_one_per_row(tmp_pat
     columns.add(files[0], "train", [], image_id=1, category_id=1, height=3, width=6, face=0)  # adds nothing
     store = columns.store(coco._decode, _records_of)
     assert (store.files, store.splits, store.defects) == (tuple(files), ("train", "val"), ("mask-empty",))
-    assert {name: values.tolist() for name, values in store.columns.items() if name != "stop"} == {
+    assert {name: values.tolist() for name, values in store.columns.items()} == {
         "file": [0, 0, 1, 1], "split": [0, 0, 1, 1], "start": [0, 1, 1, 0], "id": [11, 12, 21, 22],
         "image_id": [1, 1, 2, 2], "category_id": [1, 2, 3, 3], "iscrowd": [False, False, True, False],
-        "height": [3] * 4, "width": [6] * 4, "defect": [-1, -1, 0, -1], "mask_ok": [True, True, False, True],
+        "shape": [0] * 4, "defect": [-1, -1, 0, -1], "mask_ok": [True, True, False, True],
         "face": [0, 0, -1, 0]}
+    assert store.shapes.tolist() == [[3, 6]]
     assert [(a.id, a.image_id, a.category_id, a.defect, a.mask is None) for a in store] == [
         (11, 1, 1, None, False), (12, 1, 2, None, False), (21, 2, 3, "mask-empty", True),
         (22, 2, 3, None, False)]
     with pytest.raises(TypeError, match="face"):  # a column left out would fall out of step with the rest
         columns.add(files[1], "val", [31], image_id=2, category_id=1, height=3, width=6)
     empty = AnnotationColumns().store(coco._decode, _records_of)
-    assert len(empty) == 0 and all(empty.columns[n].dtype == t for n, t in COLUMNS.items() if n != "stop")
+    assert len(empty) == 0 and all(empty.columns[n].dtype == t for n, t in COLUMNS.items())
 
 
 def test_images_kept_as_columns_are_the_records_a_whole_parse_gives(samples_dir, tmp_path, monkeypatch):
