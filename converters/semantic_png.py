@@ -20,10 +20,11 @@ nothing.  Writing merges every instance into its class, and reports a
 ``merged`` change for each annotation that shares its image with another
 instance of its class, besides what painting cost (overlaps, crowd as void).
 
-Reading decodes every map once (for its classes, size and findings) but
-keeps only columns (:mod:`segdata.stored`): an image's masks are cut from
-its PNG again where the image is worked on, so a folder of millions of maps
-is never held whole.  The maps must stay unchanged while the dataset is in use.
+Reading decodes every map once, on every core (for its classes, size and
+findings, which still come out in map order), but keeps only columns
+(:mod:`segdata.stored`): an image's masks are cut from its PNG again where
+the image is worked on, so a folder of millions of maps is never held whole.
+The maps must stay unchanged while the dataset is in use.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from segdata.errors import FormatError, ReadError, UsageError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
-from segdata.parallel import map_images
+from segdata.parallel import LOCAL_BATCH, map_images
 from segdata.semantic import map_path, palette_rgb
 from segdata.stored import AnnotationColumns
 
@@ -183,60 +184,81 @@ def read(path: str | Path, *, classes: str | Path | None = None,
         raise FormatError("no class-map PNG found (expected <split>/<stem>.png or <stem>.png)", path=root)
     dataset = Dataset(dict(sorted(table.categories.items())), [], [], source_format="semantic-png",
                       meta={"": {"background_value": table.background, "void_value": table.void}})
-    rows = AnnotationColumns()
-    next_id = 1
     for image_id, map_file in enumerate(maps, start=1):
         relative = PurePosixPath(map_file.relative_to(root).as_posix())
         split = relative.parts[0] if len(relative.parts) > 1 else ""
         stem = relative.relative_to(split).with_suffix("") if split else relative.with_suffix("")
         image_path = _find_image(Path(images_root), split, stem) if images_root else None
         file_name = f"{stem}{image_path.suffix}" if image_path else f"{stem}.png"
-        image = ImageRecord(image_id, file_name, 0, 0, split=split, path=image_path)
-        dataset.images.append(image)
-
-        def flag(code, message, annotation_id=None, severity="error", **details):
-            dataset.findings.append(Finding(code, severity, message, split, image_id, annotation_id,
-                                            str(map_file), details))
-
-        try:
-            values = read_label_png(map_file)
-        except (FormatError, ReadError) as error:
-            flag("label-map-unreadable", error.message)
-            image.defect = "label-map-unreadable"
-            continue
-        image.height, image.width = values.shape
-        if image_path is not None:
-            try:
-                width, height = image_size(image_path)
-            except (FormatError, ReadError) as error:
-                flag("image-unreadable", f"{image_path}: {error.message}", severity="warning")
-            else:
-                if (width, height) != (image.width, image.height):
-                    flag("label-map-size-mismatch", f"label map is {image.width}×{image.height} but the image "
-                         f"{image_path.name} is {width}×{height} (width×height)")
-                    image.defect = "label-map-size-mismatch"
-                    image.width, image.height = width, height
-        found, counts = value_counts(values)
-        pixels = dict(zip(found.tolist(), counts.tolist()))
-        if table.void is not None and table.void != table.background and table.void in pixels:
-            image.void = mask_of_value(values, table.void)
-        skip = [v for v in (table.background, table.void) if v is not None]
-        cut = [v for v in pixels if v not in skip]  # ascending, as masks_by_value gives them
-        unknown = [v for v in cut if v not in table.values]
-        if unknown:
-            shown = ", ".join(map(str, unknown[:_SHOWN_VALUES])) + (f", … ({len(unknown)} in all)"
-                                                                    if len(unknown) > _SHOWN_VALUES else "")
-            flag("label-value-unknown", f"values {shown} have no class in the class table",
-                 values=unknown, pixels=[pixels[v] for v in unknown])
-        index = {value: at for at, value in enumerate(pixels)}
-        codes = [None if v in table.values else "category-unknown" for v in cut]
-        rows.add(str(map_file), split, range(next_id, next_id + len(cut)), codes,
-                 start=[index[v] for v in cut], image_id=image_id,
-                 category_id=[table.values.get(v, v) for v in cut], height=values.shape[0],
-                 width=values.shape[1], face=BITMAP)
-        next_id += len(cut)
+        dataset.images.append(ImageRecord(image_id, file_name, 0, 0, split=split, path=image_path))
+    void = table.void if table.void != table.background else None
+    jobs = [(str(map_file), None if image.path is None else str(image.path), void)
+            for map_file, image in zip(maps, dataset.images)]
+    workers = None if len(maps) > 4 * LOCAL_BATCH else 1  # a small folder: no helper to start
+    rows = AnnotationColumns()
+    next_id = 1
+    for map_file, image, facts in zip(maps, dataset.images, map_images(_map_facts, jobs, workers=workers)):
+        next_id = _add_map(dataset, rows, table, map_file, image, facts, next_id)
     dataset.annotations = rows.store(_decode, _load)
     return dataset
+
+
+def _map_facts(job: tuple[str, str | None, int | None]) -> tuple:
+    """What :func:`read` needs of one map, found where it is decoded (in a helper when there is one): why it
+    cannot be read, or its size, its image's size (or why that cannot be read), its values' pixel counts
+    and its void region (of value ``void``, if any)."""
+    map_file, image_path, void = job
+    try:
+        values = read_label_png(map_file)
+    except (FormatError, ReadError) as error:
+        return error.message, None, None, None, None
+    try:
+        image_size_or_error: tuple[int, int] | str | None = image_size(image_path) if image_path else None
+    except (FormatError, ReadError) as error:
+        image_size_or_error = f"{image_path}: {error.message}"
+    found, counts = value_counts(values)
+    pixels = dict(zip(found.tolist(), counts.tolist()))
+    region = mask_of_value(values, void) if void is not None and void in pixels else None
+    return None, values.shape, image_size_or_error, pixels, region
+
+
+def _add_map(dataset: Dataset, rows: AnnotationColumns, table: _Table, map_file: Path, image: ImageRecord,
+             facts: tuple, next_id: int) -> int:
+    """One map's image size, void, findings and rows, from :func:`_map_facts`; the next annotation id."""
+    unreadable, shape, image_size_or_error, pixels, region = facts
+
+    def flag(code, message, severity="error", **details):
+        dataset.findings.append(Finding(code, severity, message, image.split, image.id, None, str(map_file),
+                                        details))
+
+    if unreadable is not None:
+        flag("label-map-unreadable", unreadable)
+        image.defect = "label-map-unreadable"
+        return next_id
+    image.height, image.width = shape
+    if isinstance(image_size_or_error, str):
+        flag("image-unreadable", image_size_or_error, severity="warning")
+    elif image_size_or_error is not None and image_size_or_error != (image.width, image.height):
+        width, height = image_size_or_error
+        flag("label-map-size-mismatch", f"label map is {image.width}×{image.height} but the image "
+             f"{image.path.name} is {width}×{height} (width×height)")
+        image.defect = "label-map-size-mismatch"
+        image.width, image.height = width, height
+    image.void = region
+    skip = [v for v in (table.background, table.void) if v is not None]
+    cut = [v for v in pixels if v not in skip]  # ascending, as masks_by_value gives them
+    unknown = [v for v in cut if v not in table.values]
+    if unknown:
+        shown = ", ".join(map(str, unknown[:_SHOWN_VALUES])) + (f", … ({len(unknown)} in all)"
+                                                                if len(unknown) > _SHOWN_VALUES else "")
+        flag("label-value-unknown", f"values {shown} have no class in the class table",
+             values=unknown, pixels=[pixels[v] for v in unknown])
+    index = {value: at for at, value in enumerate(pixels)}
+    codes = [None if v in table.values else "category-unknown" for v in cut]
+    rows.add(str(map_file), image.split, range(next_id, next_id + len(cut)), codes,
+             start=[index[v] for v in cut], image_id=image.id,
+             category_id=[table.values.get(v, v) for v in cut], height=shape[0], width=shape[1], face=BITMAP)
+    return next_id + len(cut)
 
 
 def _load(path: str) -> ValueMasks:
