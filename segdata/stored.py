@@ -375,9 +375,16 @@ class AnnotationColumns:
 
 
 def shape_codes(heights: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct (height, width) pairs and each row's index among them: a dataset
-    has few image sizes, so a row's takes 1 or 2 bytes, not 4 to 16.  Found in runs of rows: a sort of every
-    row's pair at once would be a COCO-train read's peak."""
+    """The distinct (height, width) pairs and each row's index among them.
+
+    A dataset has few image sizes, so a row's takes 1 or 2 bytes, not 4 to
+    16.  The pairs are found in runs of rows: a sort of every row's pair at
+    once would be a COCO-train read's peak.
+
+    >>> shapes, codes = shape_codes(np.array([480, 640, 480]), np.array([640, 480, 640]))
+    >>> shapes[codes].tolist()
+    [[480, 640], [640, 480], [480, 640]]
+    """
     index: dict[tuple[int, int], int] = {}
     codes = np.empty(len(heights), np.int32)
     for low in range(0, len(heights), 1 << 16):
