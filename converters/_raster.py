@@ -8,8 +8,10 @@ and account for every pixel an instance lost with :func:`raster_changes`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -20,7 +22,8 @@ from segdata.compose import ComposedMaps, ComposeSettings
 from segdata.errors import FormatError, ReadError
 from segdata.io import any_image_size
 from segdata.masks import FACES, Mask
-from segdata.model import Annotation, Change, ImageRecord
+from segdata.model import Annotation, Change, Dataset, Finding, ImageRecord
+from segdata.stored import AnnotationColumns
 
 #: Pillow modes whose values are labels (P: palette indices; I;16*: 16-bit; I: 32-bit signed).
 _LABEL_MODES = {"1": np.uint8, "L": np.uint8, "P": np.uint8, "I;16": np.uint16, "I;16B": np.uint16,
@@ -228,6 +231,38 @@ def _mask_of_pixels(pixels: np.ndarray, height: int, width: int) -> Mask:
                 height * width - int(run_ends[-1])]
     rle = coco_mask.frPyObjects({"size": [height, width], "counts": runs}, height, width)
     return Mask(height, width, "bitmap", rle=rle)
+
+
+@dataclass
+class ImageRead:
+    """One image as a per-image reader found it, in whichever process read its files.
+
+    Its annotations are numbered from 1 (in ``findings`` too): only the
+    command's process, taking the reads in order, knows where they start
+    (:func:`add_image_reads`).  ``rows`` is the ``file``, number of rows and
+    other columns of :meth:`~segdata.stored.AnnotationColumns.add`.
+    """
+
+    image: ImageRecord
+    findings: list[Finding] = field(default_factory=list)
+    rows: tuple[str, int, dict[str, Any]] | None = None
+
+
+def add_image_reads(dataset: Dataset, rows: AnnotationColumns, reads: Iterable[ImageRead],
+                    next_id: int = 1) -> int:
+    """Append each read's image, findings and rows in turn, its annotations numbered on from ``next_id``;
+    the next id."""
+    for read in reads:
+        dataset.images.append(read.image)
+        for finding in read.findings:
+            if finding.annotation_id is not None:
+                finding.annotation_id += next_id - 1
+        dataset.findings += read.findings
+        if read.rows is not None:
+            file, count, columns = read.rows
+            rows.add(file, read.image.split, range(next_id, next_id + count), **columns)
+            next_id += count
+    return next_id
 
 
 def paintable(image: ImageRecord, annotations: list[Annotation], config: ComposeSettings,

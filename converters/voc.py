@@ -19,8 +19,8 @@ from class maps).  Palette PNGs are read as indices; RGB colour-coded maps
 (Datumaro's test assets) are mapped back through the label map's colours.
 An image listed in no ``ImageSets/Segmentation`` list has split ``""``; an
 image in several lists keeps the first of train, val, test, others, trainval.
-Reading decodes every map once (for sizes, classes and findings) but keeps
-only columns (:mod:`segdata.stored`): an image's masks are cut again from the
+Reading decodes every map once, on every core (for sizes, classes and
+findings, which still come out in image order), but keeps only columns (:mod:`segdata.stored`): an image's masks are cut again from the
 one PNG they come from (its object map, else its class map) where the image is
 worked on; the image's void region stays on its record.  The maps must stay
 unchanged while the dataset is in use.
@@ -39,21 +39,21 @@ from contextlib import ExitStack
 from dataclasses import replace
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 import numpy as np
 import orjson
 
 from segdata import png
 from segdata.compose import ComposeSettings, compose_image, settings
-from segdata.converters._raster import (BITMAP, ValueMasks, image_size, paintable, raster_changes,
-                                       read_label_png, read_rgb_png, value_counts)
+from segdata.converters._raster import (BITMAP, ImageRead, ValueMasks, add_image_reads, image_size, paintable,
+                                       raster_changes, read_label_png, read_rgb_png, value_counts)
 from segdata.errors import FormatError, ReadError, UsageError
 from segdata.io import output_dir
 from segdata.masks import Mask
 from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
                            annotation_values)
-from segdata.parallel import map_images
+from segdata.parallel import LOCAL_BATCH, map_images
 from segdata.semantic import first_clash, map_path, palette_rgb
 from segdata.stored import AnnotationColumns
 
@@ -249,11 +249,13 @@ def read(path: str | Path, *, classes: str | Path | None = None,
     splits = _split_lists(root)
     images_dir = Path(images_root) if images_root else root / "JPEGImages"
     stems = sorted(set(class_maps) | set(object_maps) | set(splits))
-    context = _Reader(dataset, class_lookup, object_lookup, void_indices)
-    for image_id, stem in enumerate(stems, start=1):
-        context.read_image(image_id, stem, splits.get(stem, ""), class_maps.get(stem), object_maps.get(stem),
-                           _find_image(images_dir, stem))
-    dataset.annotations = context.rows.store(_decode, _load)
+    jobs = [(image_id, stem, splits.get(stem, ""), class_maps.get(stem), object_maps.get(stem), images_dir)
+            for image_id, stem in enumerate(stems, start=1)]
+    context = _Context(frozenset(dataset.categories), class_lookup, object_lookup, frozenset(void_indices))
+    workers = None if len(jobs) > 4 * LOCAL_BATCH else 1  # a small folder: no helper to start
+    rows = AnnotationColumns()
+    add_image_reads(dataset, rows, map_images(partial(_read_image, context), jobs, workers=workers))
+    dataset.annotations = rows.store(_decode, _load)
     return dataset
 
 
@@ -287,28 +289,43 @@ def _decode(record: tuple[str, int | None, Mask], split: str, height: int, width
                       attributes={"instance": value} if instance else {})
 
 
-class _Reader:
-    """Reads one image after another into a dataset, numbering annotations."""
+class _Context(NamedTuple):
+    """What reading any image of a folder needs: its class ids, colour lookups and void indices."""
 
-    def __init__(self, dataset: Dataset, class_lookup: dict[int, int], object_lookup: dict[int, int],
-                 void_indices: set[int]):
-        self.dataset, self.class_lookup, self.object_lookup = dataset, class_lookup, object_lookup
-        self.void_indices = sorted(void_indices)
+    categories: frozenset[int]
+    class_lookup: dict[int, int]
+    object_lookup: dict[int, int]
+    void_indices: frozenset[int]
+
+
+def _read_image(context: _Context, job: tuple) -> ImageRead:
+    """One image's maps read (by a helper, when there is one): ``job`` is its id, stem, split, class and
+    object map paths and the images folder."""
+    return _Reader(context).read_image(*job)
+
+
+class _Reader:
+    """Reads one image: its record, findings and rows, its annotations numbered from 1."""
+
+    def __init__(self, context: _Context):
+        self.categories, self.class_lookup, self.object_lookup = context[:3]
+        self.void_indices = sorted(context.void_indices)
         self.next_id = 1
-        self.rows = AnnotationColumns()
-        self.pending: list[tuple[int, int, str | None, int]] = []  # (id, category, defect, value), one image
+        self.findings: list[Finding] = []
+        self.pending: list[tuple[int, int, str | None, int]] = []  # (id, category, defect, value)
 
     def flag(self, code, message, image, path, annotation_id=None, severity="error", **details):
-        self.dataset.findings.append(Finding(code, severity, message, image.split, image.id, annotation_id,
-                                             str(path) if path else None, details))
+        self.findings.append(Finding(code, severity, message, image.split, image.id, annotation_id,
+                                     str(path) if path else None, details))
 
     def read_image(self, image_id: int, stem: str, split: str, class_path: Path | None,
-                   object_path: Path | None, image_path: Path | None) -> None:
+                   object_path: Path | None, images_dir: Path) -> ImageRead:
+        image_path = _find_image(images_dir, stem)
         file_name = image_path.name if image_path else f"{stem}.jpg"
         if image_path and "/" in stem:
             file_name = f"{stem}{image_path.suffix}"
         image = ImageRecord(image_id, file_name, 0, 0, split=split, path=image_path)
-        self.dataset.images.append(image)
+        read = ImageRead(image, self.findings)
         maps = {}
         for kind, map_path_, lookup in (("class", class_path, self.class_lookup),
                                         ("object", object_path, self.object_lookup)):
@@ -331,9 +348,9 @@ class _Reader:
                           "SegmentationClass or SegmentationObject PNG; read as unlabeled", image, image_path,
                           severity="warning")
                 image.attributes["unlabeled"] = True
-            return
+            return read
         if image.defect:
-            return
+            return read
         class_map = maps.get("class", (None,))[0]
         if class_map is not None and self.void_indices:  # a label map's 'ignored' entry is VOC's 255
             class_map = np.where(np.isin(class_map, self.void_indices), _VOID, class_map).astype(class_map.dtype)
@@ -354,10 +371,11 @@ class _Reader:
             self._instances(image, class_map, object_map, maps)
         values, path, places = maps[kind]
         rows = self.pending
-        self.rows.add(orjson.dumps([str(path), kind]).decode(), image.split, [r[0] for r in rows],
-                      start=[places[r[3]] for r in rows], image_id=image.id, category_id=[r[1] for r in rows],
-                      defect=[r[2] for r in rows], height=values.shape[0], width=values.shape[1], face=BITMAP)
-        self.pending = []
+        read.rows = (orjson.dumps([str(path), kind]).decode(), len(rows),
+                     {"start": [places[r[3]] for r in rows], "image_id": image.id,
+                      "category_id": [r[1] for r in rows], "defect": [r[2] for r in rows],
+                      "height": values.shape[0], "width": values.shape[1], "face": BITMAP})
+        return read
 
     def _set_size(self, image: ImageRecord, maps: dict, image_path: Path | None) -> None:
         shapes = {kind: values.shape for kind, (values, _p, _places) in maps.items()}
@@ -388,7 +406,7 @@ class _Reader:
         annotations are stored)."""
         ann_id = self.next_id
         self.next_id += 1
-        if defect is None and category_id not in self.dataset.categories:
+        if defect is None and category_id not in self.categories:
             defect = "category-unknown"
             self.flag("label-value-unknown", f"class value {category_id} ({pixels} px) has no class in the "
                       "class table", image, path, ann_id, value=category_id, pixels=pixels)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from types import ModuleType
 
+from segdata import parallel
 from segdata.masks import Mask
 from segdata.model import Annotation, Dataset, annotation_values
 from segdata.stored import StoredAnnotations
@@ -54,3 +58,34 @@ def converts_alike(dataset: Dataset, folder: Path) -> int:
         written.append(([p.read_bytes() for p in files], report.annotations_written))
     assert written[0] == written[1]
     return written[0][1]
+
+
+_REAL: dict[tuple[str, str], Callable] = {}  # what a noting stand-in calls; a forked helper inherits it
+
+
+def _noting_the_process(key: tuple[str, str], pids: str, *args):
+    with open(pids, "a") as file:
+        file.write(f"{os.getpid()}\n")
+    return _REAL[key](*args)
+
+
+def read_alike_on_two_processes(read: Callable[[], Dataset], module: ModuleType, name: str, monkeypatch,
+                                folder: Path) -> tuple[Dataset, list[str]]:
+    """``read()`` again on two processes, in batches of 2, equals it on one: images, voids, findings and
+    annotations.  ``module.name``, the per-image function sent to the helper, notes each pid it runs in
+    (in ``folder``); returns the one-process read and those pids, one per call."""
+    one = read()
+    key = (module.__name__, name)
+    _REAL[key] = getattr(module, name)
+    pids = folder / "pids"
+    monkeypatch.setattr(module, "LOCAL_BATCH", 2)  # more than 4 batches: helpers take some
+    monkeypatch.setattr(parallel, "_prepared", 2)
+    monkeypatch.setattr(module, name, partial(_noting_the_process, key, str(pids)))
+    two = read()
+    assert two.findings == one.findings and two.meta == one.meta
+    assert [repr(i) for i in two.images] == [repr(i) for i in one.images]
+    assert [mask_key(i.void) for i in two.images] == [mask_key(i.void) for i in one.images]
+    assert_same(list(two.annotations), list(one.annotations))
+    noted = pids.read_text().split()
+    assert set(noted) - {str(os.getpid())}, "no helper read an image"
+    return one, noted

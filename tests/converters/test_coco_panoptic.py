@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from segdata.jsonstream import Unscannable
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord, annotation_values
 from tests.conftest import run_segdata
-from tests.converters.stored_checks import FIELDS, assert_equals_eager, assert_same
+from tests.converters.stored_checks import (FIELDS, assert_equals_eager, assert_same,
+                                            read_alike_on_two_processes)
 
 DATUMARO = "openvinotoolkit+datumaro/tests/assets/coco_dataset"
 BDD = "bdd100k+bdd100k/tests/label/testcases/panseg_coco"
@@ -347,24 +347,11 @@ def test_sets_keep_columns_and_give_the_masks_cut_at_once(samples_dir, conforman
     assert sum(a.mask is not None for a in stored.annotations) > 0
 
 
-def _facts_noting_the_process(job):
-    with open(os.environ["PANOPTIC_PIDS"], "a") as pids:
-        pids.write(f"{os.getpid()}\n")
-    return _real_png_facts(job)
-
-
-_real_png_facts = coco_panoptic._png_facts
-
-
 def test_pngs_checked_on_two_processes_give_the_one_process_read(samples_dir, monkeypatch, tmp_path):
-    monkeypatch.setattr(coco_panoptic, "LOCAL_BATCH", 2)  # 40 train records: more than 4 batches
-    monkeypatch.setattr(parallel, "_prepared", 2)
-    monkeypatch.setattr(coco_panoptic, "_png_facts", _facts_noting_the_process)
-    monkeypatch.setenv("PANOPTIC_PIDS", str(tmp_path / "pids"))
-    stored = _assert_stored_equals_whole(samples_dir / "coco-panoptic", monkeypatch)
-    assert len(stored.annotations) == 277
-    pids = (tmp_path / "pids").read_text().split()
-    assert set(pids) - {str(os.getpid())} and len(pids) == 2 * 60  # a helper checked PNGs; the whole read too
+    root = samples_dir / "coco-panoptic"
+    one, pids = read_alike_on_two_processes(lambda: coco_panoptic.read(root), coco_panoptic, "_png_facts",
+                                            monkeypatch, tmp_path)
+    assert len(one.annotations) == 277 and len(pids) == 60
 
 
 def test_a_bad_record_in_a_read_on_two_processes_names_the_file_and_the_record(broken, monkeypatch):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segdata import converters, parallel
+from segdata import converters
 from segdata.compose import compose_image, settings
 from segdata.converters import semantic_png
 from segdata.converters._raster import masks_by_value, read_label_png
@@ -20,7 +19,7 @@ from segdata.errors import FormatError, ReadError, UsageError
 from segdata.masks import Mask
 from segdata.model import Annotation
 from segdata.semantic import write_maps
-from tests.converters.stored_checks import assert_equals_eager, mask_key
+from tests.converters.stored_checks import assert_equals_eager, mask_key, read_alike_on_two_processes
 
 MMSEG = "open-mmlab+mmsegmentation/tests/data"
 
@@ -233,15 +232,6 @@ def test_a_map_changed_after_reading_is_an_error_naming_it(conformance_dir, tmp_
         list(ds.annotations)
 
 
-def _facts_noting_the_process(job):
-    with open(os.environ["SEMANTIC_PIDS"], "a") as pids:
-        pids.write(f"{os.getpid()}\n")
-    return _real_map_facts(job)
-
-
-_real_map_facts = semantic_png._map_facts
-
-
 def test_maps_read_on_two_processes_give_the_one_process_read(samples_dir, monkeypatch, tmp_path):
     folder = Path(shutil.copytree(samples_dir / "semantic-png", tmp_path / "maps"))
     maps = sorted(folder.rglob("*.png"))
@@ -257,17 +247,8 @@ def test_maps_read_on_two_processes_give_the_one_process_read(samples_dir, monke
     values[0, :3] = 77  # a value without a class
     Image.fromarray(values).save(maps[5])
     maps[3].write_bytes(b"not a png")
-    one = semantic_png.read(folder, images_root=images)
-    monkeypatch.setattr(semantic_png, "LOCAL_BATCH", 2)  # more than 4 batches: helpers take some
-    monkeypatch.setattr(parallel, "_prepared", 2)
-    monkeypatch.setattr(semantic_png, "_map_facts", _facts_noting_the_process)
-    monkeypatch.setenv("SEMANTIC_PIDS", str(tmp_path / "pids"))
-    two = semantic_png.read(folder, images_root=images)
+    one, pids = read_alike_on_two_processes(lambda: semantic_png.read(folder, images_root=images),
+                                            semantic_png, "_map_facts", monkeypatch, tmp_path)
     assert {f.code for f in one.findings} == {"label-map-unreadable", "label-value-unknown",
                                              "label-map-size-mismatch", "image-unreadable"}
-    assert two.findings == one.findings
-    assert [repr(i) for i in two.images] == [repr(i) for i in one.images]
-    assert [mask_key(i.void) for i in two.images] == [mask_key(i.void) for i in one.images]
-    assert [repr(a) for a in two.annotations] == [repr(a) for a in one.annotations]
-    pids = (tmp_path / "pids").read_text().split()
-    assert set(pids) - {str(os.getpid())} and len(pids) == len(maps)
+    assert len(pids) == len(maps)

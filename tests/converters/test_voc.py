@@ -17,7 +17,7 @@ from segdata.errors import FormatError, UsageError
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord, annotation_values
 from tests.conftest import run_segdata
-from tests.converters.stored_checks import assert_equals_eager
+from tests.converters.stored_checks import assert_equals_eager, read_alike_on_two_processes
 
 DATUMARO = "openvinotoolkit+datumaro/tests/assets"
 LABELME = "wkentaro+labelme/examples"
@@ -344,9 +344,8 @@ def test_a_read_keeps_columns_and_gives_the_masks_cut_at_once(conformance_dir, f
     assert_equals_eager(ds, _eager(ds, conformance_dir / folder))
 
 
-def test_every_kind_of_image_reads_the_same_from_columns(samples_dir, tmp_path):
-    folder = _sample(samples_dir, tmp_path)
-    assert_equals_eager(voc.read(folder), _eager(voc.read(folder), folder))
+def _every_kind(folder: Path) -> Path:
+    """The sample with an image of every kind a read tells apart."""
     (folder / "SegmentationClass/scene_0001.png").unlink()  # class-map-missing
     (folder / "SegmentationObject/scene_0002.png").unlink()  # one annotation per class
     objects = pixels(folder / "SegmentationObject/scene_0003.png")
@@ -357,13 +356,31 @@ def test_every_kind_of_image_reads_the_same_from_columns(samples_dir, tmp_path):
     for kind in ("SegmentationClass", "SegmentationObject"):  # colour-coded, as Datumaro writes them
         with Image.open(folder / kind / "scene_0004.png") as image:
             image.convert("RGB").save(folder / kind / "scene_0004.png")
-    ds = voc.read(folder)
+    return folder
+
+
+def test_every_kind_of_image_reads_the_same_from_columns(samples_dir, tmp_path):
+    folder = _sample(samples_dir, tmp_path)
+    assert_equals_eager(voc.read(folder), _eager(voc.read(folder), folder))
+    ds = voc.read(_every_kind(folder))
     assert [f.code for f in ds.findings if f.severity == "error"] == [
         "class-map-missing", "instance-class-missing", "label-value-unknown"]
     expected = _eager(ds, folder)
     assert_equals_eager(ds, expected)
     assert {a.attributes.get("instance") for a in expected if a.image_id == _image_id(ds, "scene_0004")} \
         == {1, 2, 3, 4, 5, 6, 7}
+
+
+def test_images_read_on_two_processes_give_the_one_process_read(samples_dir, monkeypatch, tmp_path):
+    folder = _every_kind(_sample(samples_dir, tmp_path))
+    (folder / "SegmentationObject/scene_0005.png").write_bytes(b"not a png")
+    _save_p(np.zeros((4, 4), np.uint8), folder / "SegmentationClass/scene_0006.png")  # of another size
+    one, pids = read_alike_on_two_processes(lambda: voc.read(folder), voc, "_read_image", monkeypatch,
+                                            tmp_path)
+    assert {f.code for f in one.findings if f.severity == "error"} == {
+        "class-map-missing", "instance-class-missing", "label-value-unknown", "label-map-unreadable",
+        "label-map-size-mismatch"}
+    assert len(pids) == len(one.images) == 60
 
 
 def test_a_map_changed_after_reading_is_an_error_naming_it(samples_dir, tmp_path):
