@@ -39,8 +39,9 @@ each other (``label-size-mismatch``), ``instanceIds`` and ``labelIds`` naming
 different classes for a pixel (``cityscapes-label-mismatch``), a
 ``polygons.json`` whose ``imgHeight``/``imgWidth`` differ from the PNG
 (``polygons-size-mismatch``), an instance value of a class without instances
-(``cityscapes-stuff-instance``).  Reading decodes every label file once (for
-sizes, classes and findings) but keeps only columns (:mod:`segdata.stored`):
+(``cityscapes-stuff-instance``).  Reading decodes every label file once, on
+every core (for sizes, classes and findings, which still come out in image
+order), but keeps only columns (:mod:`segdata.stored`):
 an image's masks are decoded again from the one file its annotations come from
 where the image is worked on.  The files must stay unchanged meanwhile.
 
@@ -67,6 +68,7 @@ import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
+from itertools import groupby
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -74,13 +76,13 @@ import orjson
 
 from segdata import png
 from segdata.compose import ComposeSettings, compose_image, settings
-from segdata.converters._raster import (BITMAP, image_size, paintable, raster_changes, read_label_png,
-                                       value_counts)
+from segdata.converters._raster import (BITMAP, ImageRead, add_image_reads, image_size, paintable,
+                                       raster_changes, read_label_png, value_counts)
 from segdata.errors import FormatError, MaskError, UsageError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import FACES, Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
-from segdata.parallel import map_images
+from segdata.parallel import LOCAL_BATCH, map_images
 from segdata.stored import AnnotationColumns
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
@@ -187,34 +189,45 @@ def _decode_value(value: int, things: set[int]) -> tuple[int, int | None, bool]:
     return value, None, value in things
 
 
-class _Reader:
-    """Reads one split after another into one dataset, numbering images and annotations per split."""
+def _split_jobs(split_dir: Path) -> list[tuple[str, str, str, int, dict[str, Path]]]:
+    """``(split, city, stem, image id, its label files by kind)`` of each image of a split, numbered
+    from 1."""
+    files: dict[tuple[str, str], dict[str, Path]] = {}
+    for city_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        for file in sorted(city_dir.iterdir()):
+            match = _GT_NAME.match(file.name)
+            if match:
+                stem, kind = match["stem"] or match["pstem"], match["kind"] or match["pkind"]
+                files.setdefault((city_dir.name, stem), {})[kind] = file
+    return [(split_dir.name, city, stem, image_id, kinds)
+            for image_id, ((city, stem), kinds) in enumerate(sorted(files.items()), start=1)]
 
-    def __init__(self, dataset: Dataset, images_dir: Path):
-        self.dataset = dataset
+
+def _polygons_only(kinds: dict[str, Path]) -> bool:
+    """Whether an image's annotations come from its polygons.json: it has no labelIds or instanceIds."""
+    return "polygons" in kinds and not {"labelIds", "instanceIds"} & kinds.keys()
+
+
+def _read_image(context: tuple[dict[int, Category], Path], job: tuple) -> ImageRead:
+    """One image's label files read (by a helper, when there is one): ``context`` is the categories and
+    the images folder, ``job`` one of :func:`_split_jobs`."""
+    return _Reader(*context).read_image(*job)
+
+
+class _Reader:
+    """Reads one image: its record, findings and rows, its annotations numbered from 1."""
+
+    def __init__(self, categories: dict[int, Category], images_dir: Path):
+        self.categories = categories
         self.images_dir = images_dir
-        self.things = {c.id for c in dataset.categories.values() if c.isthing}
-        self.by_name = {c.name: c for c in dataset.categories.values()}
-        self.polygon_images = 0
-        self.rows = AnnotationColumns()
+        self.things = {c.id for c in categories.values() if c.isthing}
+        self.by_name = {c.name: c for c in categories.values()}
+        self.findings: list[Finding] = []
 
     def flag(self, code: str, message: str, image: ImageRecord, path: Path | None, annotation_id=None,
              severity: str = "error", **details) -> None:
-        self.dataset.findings.append(Finding(code, severity, message, image.split, image.id, annotation_id,
-                                             None if path is None else str(path), details))
-
-    def read_split(self, split_dir: Path) -> None:
-        split = split_dir.name
-        files: dict[tuple[str, str], dict[str, Path]] = {}
-        for city_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-            for file in sorted(city_dir.iterdir()):
-                match = _GT_NAME.match(file.name)
-                if match:
-                    stem, kind = match["stem"] or match["pstem"], match["kind"] or match["pkind"]
-                    files.setdefault((city_dir.name, stem), {})[kind] = file
-        next_ann = [1]
-        for image_id, ((city, stem), kinds) in enumerate(sorted(files.items()), start=1):
-            self.read_image(split, city, stem, image_id, kinds, next_ann)
+        self.findings.append(Finding(code, severity, message, image.split, image.id, annotation_id,
+                                     None if path is None else str(path), details))
 
     def _photo(self, split: str, city: str, stem: str) -> Path | None:
         folder = self.images_dir / split / city
@@ -223,8 +236,8 @@ class _Reader:
             return exact
         return next(iter(sorted(folder.glob(f"{stem}_leftImg8bit.*"))), None) if folder.is_dir() else None
 
-    def read_image(self, split: str, city: str, stem: str, image_id: int, kinds: dict[str, Path],
-                   next_ann: list[int]) -> None:
+    def read_image(self, split: str, city: str, stem: str, image_id: int,
+                   kinds: dict[str, Path]) -> ImageRead:
         photo = self._photo(split, city, stem)
         file_name = f"{city}/{photo.name if photo else stem + '_leftImg8bit.png'}"
         instance_path, label_path, polygons_path = (kinds.get("instanceIds"), kinds.get("labelIds"),
@@ -245,7 +258,8 @@ class _Reader:
         else:  # only labelTrainIds / color: their size is the image's
             width, height = image_size(next(iter(kinds.values())))
         image = ImageRecord(image_id, file_name, width, height, split=split, group=city, path=photo)
-        self.dataset.images.append(image)
+        read = ImageRead(image, self.findings)
+        next_ann = [1]
         defect = None
         if primary is not None and primary.shape != (height, width):
             defect = "label-size-mismatch"
@@ -274,11 +288,13 @@ class _Reader:
                       f"(found only {', '.join(sorted(kinds))})", image, next(iter(kinds.values())),
                       severity="warning")
         if rows:
-            ids, starts, category_ids, crowd, codes, masked = zip(*rows)
-            self.rows.add(orjson.dumps([str(source[0]), source[1]]).decode(), split, ids, [code or defect for code in codes],
-                          start=starts, image_id=image_id, category_id=category_ids, iscrowd=crowd,
-                          height=height, width=width, mask_ok=masked,
-                          face=FACES.index("polygon") if source[1] == "polygons" else BITMAP)
+            _ids, starts, category_ids, crowd, codes, masked = zip(*rows)
+            read.rows = (orjson.dumps([str(source[0]), source[1]]).decode(), len(rows),
+                         {"defect": [code or defect for code in codes], "start": starts, "image_id": image_id,
+                          "category_id": category_ids, "iscrowd": crowd, "height": height, "width": width,
+                          "mask_ok": masked,
+                          "face": FACES.index("polygon") if source[1] == "polygons" else BITMAP})
+        return read
 
     def _compare(self, instance_ids: np.ndarray, label_ids: np.ndarray, image: ImageRecord,
                  instance_path: Path, label_path: Path) -> None:
@@ -309,13 +325,13 @@ class _Reader:
             cat_id, number, iscrowd = _decode_value(value, self.things) if instances else (value, None, False)
             row = [next_ann[0], start, cat_id, iscrowd, None, True]
             next_ann[0] += 1
-            if cat_id not in self.dataset.categories:
+            if cat_id not in self.categories:
                 row[4] = "category-unknown"
                 self.flag("category-unknown", f"value {value} is class {cat_id}, which is not in the label "
                           "table", image, path, row[0], value=value)
             elif number is not None and cat_id not in self.things:
                 self.flag("cityscapes-stuff-instance", f"value {value} is instance {number} of class "
-                          f"{cat_id} ({self.dataset.categories[cat_id].name}), a class without instances; "
+                          f"{cat_id} ({self.categories[cat_id].name}), a class without instances; "
                           "kept as an instance", image, path, row[0], severity="warning", value=value)
             rows.append(row)
         return rows
@@ -324,7 +340,6 @@ class _Reader:
                        next_ann: list[int]) -> list[list]:
         """One row ``[id, start, category, crowd, defect, mask_ok]`` per object not deleted; ``start`` is
         the object's index."""
-        self.polygon_images += 1
         rows, deleted = [], 0
         for index, obj in enumerate(document["objects"]):
             if not isinstance(obj, dict) or not isinstance(obj.get("label"), str):
@@ -471,18 +486,22 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
     categories = _read_classes(classes_path) if classes_path.is_file() else _standard_categories()
     dataset = Dataset(categories, [], [], source_format="cityscapes")
     images_dir = Path(images_root) if images_root else gt_dir.parent / "leftImg8bit"
-    reader = _Reader(dataset, images_dir)
     splits = sorted((p for p in gt_dir.iterdir() if p.is_dir()),
                     key=lambda p: (_SPLIT_ORDER.get(p.name, 3), p.name))
-    for split_dir in splits:
-        reader.read_split(split_dir)
-    dataset.annotations = reader.rows.store(_decode, _load)
-    if reader.polygon_images:
+    jobs = [job for split_dir in splits for job in _split_jobs(split_dir)]
+    workers = None if len(jobs) > 4 * LOCAL_BATCH else 1  # a small tree: no helper to start
+    rows = AnnotationColumns()
+    reads = map_images(partial(_read_image, (categories, images_dir)), jobs, workers=workers)
+    for _split, split_reads in groupby(reads, key=lambda read: read.image.split):  # ids count per split
+        add_image_reads(dataset, rows, split_reads)
+    dataset.annotations = rows.store(_decode, _load)
+    polygon_images = sum(_polygons_only(job[4]) for job in jobs)
+    if polygon_images:
         dataset.findings.append(Finding(
-            "polygons-rasterized", "info", f"{reader.polygon_images} image(s) had only polygons.json; their "
+            "polygons-rasterized", "info", f"{polygon_images} image(s) had only polygons.json; their "
             "polygons were rasterized by pycocotools' pixel-centre rule, which can differ by a boundary "
             "pixel from cityscapesScripts' labelIds", path=str(gt_dir),
-            details={"images": reader.polygon_images}))
+            details={"images": polygon_images}))
     return dataset
 
 

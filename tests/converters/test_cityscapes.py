@@ -18,7 +18,7 @@ from segdata.errors import FormatError, MaskError, UsageError
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord, annotation_values
 from tests.conftest import run_segdata
-from tests.converters.stored_checks import assert_equals_eager
+from tests.converters.stored_checks import assert_equals_eager, read_alike_on_two_processes
 
 DATUMARO = "openvinotoolkit+datumaro/tests/assets/cityscapes_dataset"
 MMSEG = "open-mmlab+mmsegmentation/tests/data/pseudo_cityscapes_dataset"
@@ -435,6 +435,37 @@ def test_polygons_read_the_same_from_columns(tmp_path):
         (26, True, "polygons-size-mismatch", (6, 12)), (-1, False, "category-unknown", None),
         (26, False, "polygon-box-ambiguous", None), (26, False, "polygon-invalid", None),
         (26, False, "polygons-size-mismatch", (6, 12))]
+
+
+def test_images_read_on_two_processes_give_the_one_process_read(samples_dir, monkeypatch, tmp_path):
+    folder = Path(shutil.copytree(samples_dir / "cityscapes", tmp_path / "cs"))
+    frames = folder / "gtFine/train/default"
+    labels = read_png(frames / "scene_0002_gtFine_labelIds.png").copy()
+    labels[0, :2] = 40  # a class the table lacks, and a pixel instanceIds names otherwise
+    Image.fromarray(labels).save(frames / "scene_0002_gtFine_labelIds.png")
+    (frames / "scene_0003_gtFine_instanceIds.png").unlink()  # labelIds alone
+    Path(frames / "scene_0004_gtFine_labelIds.png").rename(frames / "scene_0004_gtFine_color.png")
+    (frames / "scene_0004_gtFine_instanceIds.png").unlink()  # no labels
+    (frames / "scene_0005_gtFine_polygons.json").write_text(json.dumps(  # polygons of another size
+        {"imgHeight": 4, "imgWidth": 10, "objects": [{"label": "car", "polygon": [[0, 0], [3, 0], [3, 3]]}]}))
+    city = folder / "gtFine/val/bonn"
+    city.mkdir()
+    objects = [{"label": "flying saucer", "polygon": [[0, 0], [1, 0], [1, 1]]},
+               {"label": "car", "polygon": [[2, 1], [6, 1], [6, 3]]}]
+    (city / "bonn_000000_000019_gtFine_polygons.json").write_text(json.dumps(
+        {"imgHeight": 4, "imgWidth": 10, "objects": objects}))
+    one, pids = read_alike_on_two_processes(lambda: cityscapes.read(folder), cityscapes, "_read_image",
+                                            monkeypatch, tmp_path)
+    assert set(codes(one)) == {"category-unknown", "cityscapes-label-mismatch", "cityscapes-no-labels",
+                               "polygons-size-mismatch", "polygons-rasterized"}
+    assert len(pids) == len(one.images) == 61
+    firsts = {}
+    for ann in one.annotations:
+        firsts.setdefault(ann.split, ann.id)
+    assert firsts == {"train": 1, "val": 1, "test": 1}  # numbered per split
+    (frames / "scene_0007_gtFine_instanceIds.png").write_bytes(b"not a png")
+    with pytest.raises(FormatError, match=r"scene_0007_gtFine_instanceIds.png: not an image"):
+        cityscapes.read(folder)
 
 
 def test_a_label_file_changed_after_reading_is_an_error_naming_it(mmseg_copy):
