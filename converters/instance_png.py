@@ -29,7 +29,8 @@ from the map, a map whose size differs from its image, a missing or
 unreadable map, an unknown category, a repeated value or annotation id are
 loaded with a ``defect`` and a finding, never dropped.  A missing table or one
 that is not this format raises :class:`~segdata.errors.FormatError`.
-Reading decodes every map once (for the checks above) but keeps only columns
+Reading decodes every map once, on every core (for the checks above, whose
+findings still come out in table order), but keeps only columns
 (:mod:`segdata.stored`) and each map entry's byte span in the table: an
 image's masks are cut from its map again where the image is worked on.  The
 table and maps must stay unchanged while the dataset is in use.
@@ -43,7 +44,9 @@ source face of each mask, and stored ``area``/``bbox`` (recomputable from pixels
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -60,7 +63,7 @@ from segdata.io import dumps_json, output_dir, read_json
 from segdata.jsonstream import Unscannable, chunk_spans, parse_item, parse_items, read_array_items
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
-from segdata.parallel import map_images
+from segdata.parallel import LOCAL_BATCH, map_images
 from segdata.semantic import map_path
 from segdata.stored import AnnotationColumns
 
@@ -160,8 +163,21 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
         entries = _Entries.parsed(data["maps"], table)
     reader = _Reader(dataset, table, Path(images_root) if images_root else None,
                      stored=entries.spans is not None)
-    for index, raw, span in entries.in_split_order():
-        reader.read_image(raw, index, span)
+    if reader.rows is None:  # a table read whole: each map's values are kept, to cut the masks at once
+        for index, raw, span in entries.in_split_order():
+            entry = reader.check_entry(raw, index, span)
+            reader.add_entry(entry, _map_facts(entry.job, keep=True))
+    else:  # the maps are decoded on every core, as the entries are checked; the entries are finished in order
+        checked: deque[_Entry] = deque()
+
+        def jobs() -> Iterator[tuple[str, str, int, int] | None]:
+            for index, raw, span in entries.in_split_order():
+                checked.append(reader.check_entry(raw, index, span))
+                yield checked[-1].job
+
+        workers = None if len(entries.keys) > 4 * LOCAL_BATCH else 1  # a small table: no helper to start
+        for facts in map_images(_map_facts, jobs(), workers=workers):
+            reader.add_entry(checked.popleft(), facts)
     dataset.annotations = reader.annotations()
     return dataset
 
@@ -226,7 +242,8 @@ class _Reader:
     def annotations(self) -> Sequence[Annotation]:
         return self.decoded if self.rows is None else self.rows.store(_decode, _load)
 
-    def read_image(self, raw: dict, index: int, span: tuple[int, int] | None) -> None:
+    def check_entry(self, raw: dict, index: int, span: tuple[int, int] | None) -> _Entry:
+        """A map entry's image (appended to the dataset) and its instances checked; its map still to read."""
         table = self.table
         image_id = _require(raw, "id", int, table, f"map index {index}")
         where = f"image {image_id}"
@@ -245,42 +262,56 @@ class _Reader:
             raise FormatError(f"'encoding' must be one of {', '.join(_ENCODINGS)}, found {encoding!r}",
                               path=table, record=where)
         self.dataset.images.append(image)
-
-        def flag(code, message, annotation_id=None, severity="error", **details):
-            self.dataset.findings.append(Finding(code, severity, message, split, image_id, annotation_id,
-                                                 str(table), details))
-
+        entry = _Entry(image, map_name, span, str(table))
         if (split, image_id) in self.seen_images:
             image.defect = "image-id-duplicate"
-            flag("image-id-duplicate", f"image id {image_id} is used again by {image.file_name!r}")
+            entry.flag("image-id-duplicate", f"image id {image_id} is used again by {image.file_name!r}")
         self.seen_images.add((split, image_id))
-        instances = _require(raw, "instances", list, table, where)
-        codes, owner = self._instances(instances, image_id, split, flag)  # owner: value -> first position
-        values, failure = (None, None) if image.defect else self._map(image, map_name, encoding, flag)
+        entry.instances = _require(raw, "instances", list, table, where)
+        entry.codes, entry.owner = self._instances(entry.instances, image_id, split, entry.flag)
+        if not image.defect:
+            entry.job = (str(table.parent / map_name), encoding, image.height, image.width)
+        return entry
+
+    def add_entry(self, entry: _Entry, facts: tuple | None) -> None:
+        """An entry's findings about its map (from :func:`_map_facts`), then all of them, and its rows."""
+        image, instances, codes, owner, map_name = (entry.image, entry.instances, entry.codes, entry.owner,
+                                                    entry.map_name)
+        unreadable, shape, present, values = facts or (None, None, None, None)
+        failure = None
+        if unreadable is not None:
+            image.defect = failure = "instance-map-missing"
+            entry.flag("instance-map-missing", f"instance map cannot be read: {unreadable}", map=map_name)
+        elif shape is not None and present is None:
+            height, width = shape
+            failure = "instance-map-size-mismatch"
+            entry.flag("instance-map-size-mismatch", f"map {map_name} is {width}×{height} (width×height) "
+                       f"but the image is {image.width}×{image.height}", map=map_name,
+                       map_size=[width, height], image_size=[image.width, image.height])
         if failure:
             for position in owner.values():
                 codes[position] = codes[position] or failure
-        elif values is not None:
-            found, counts = value_counts(values)
-            present = dict(zip(found.tolist(), counts.tolist()))
+        elif present is not None:
             for value in sorted(set(present) - set(owner) - {0}):
-                flag("instance-value-unlisted", f"value {value} ({present[value]} px) in {map_name} is not "
-                     "in the table", value=value, pixels=present[value], map=map_name)
+                entry.flag("instance-value-unlisted", f"value {value} ({present[value]} px) in {map_name} is "
+                           "not in the table", value=value, pixels=present[value], map=map_name)
             for value, position in owner.items():
                 if value not in present:
                     codes[position] = codes[position] or "mask-empty"
-                    flag("mask-empty", f"value {value} is listed but absent from {map_name}",
-                         instances[position]["id"], value=value)
-        masked = [values is not None and owner.get(inst["value"]) == at for at, inst in enumerate(instances)]
+                    entry.flag("mask-empty", f"value {value} is listed but absent from {map_name}",
+                               instances[position]["id"], value=value)
+        self.dataset.findings += entry.findings
+        cut = present is not None
+        masked = [cut and owner.get(inst["value"]) == at for at, inst in enumerate(instances)]
         if self.rows is not None:
-            self.rows.add(_source(table, span, len(instances), values is not None), split,
-                          [inst["id"] for inst in instances], image_id=image_id,
+            self.rows.add(_source(self.table, entry.span, len(instances), cut), image.split,
+                          [inst["id"] for inst in instances], image_id=image.id,
                           category_id=[inst["category_id"] for inst in instances],
                           iscrowd=[inst.get("iscrowd", 0) for inst in instances], height=image.height,
                           width=image.width, defect=codes, mask_ok=masked, face=BITMAP)
             return
-        masks = _cut(values, instances) if values is not None else [None] * len(instances)
-        self.decoded += [_decode((image_id, inst, mask), split, image.height, image.width, code, ok)
+        masks = _cut(values, instances) if cut else [None] * len(instances)
+        self.decoded += [_decode((image.id, inst, mask), image.split, image.height, image.width, code, ok)
                          for inst, mask, code, ok in zip(instances, masks, codes, masked)]
 
     def _instances(self, instances: list, image_id: int, split: str, flag) -> tuple[list, dict[int, int]]:
@@ -316,22 +347,42 @@ class _Reader:
             codes.append(found[0][0] if found else None)
         return codes, owner
 
-    def _map(self, image: ImageRecord, map_name: str, encoding: str,
-             flag) -> tuple[np.ndarray | None, str | None]:
-        """The image's map; or None and why (a finding, and for a missing map the image's defect)."""
-        try:
-            values = _read_map(self.table.parent / map_name, encoding)
-        except (FormatError, ReadError) as err:
-            image.defect = "instance-map-missing"
-            flag("instance-map-missing", f"instance map cannot be read: {err.message}", map=map_name)
-            return None, "instance-map-missing"
-        if values.shape != (image.height, image.width):
-            height, width = values.shape
-            flag("instance-map-size-mismatch", f"map {map_name} is {width}×{height} (width×height) but the "
-                 f"image is {image.width}×{image.height}", map=map_name, map_size=[width, height],
-                 image_size=[image.width, image.height])
-            return None, "instance-map-size-mismatch"
-        return values, None
+
+@dataclass
+class _Entry:
+    """A map entry checked, waiting for its map's facts: its findings so far (in the order a read gives
+    them), and the ``job`` of :func:`_map_facts` (None: the image is not read, its id is a duplicate)."""
+
+    image: ImageRecord
+    map_name: str
+    span: tuple[int, int] | None
+    table: str  # the path findings name
+    instances: list = field(default_factory=list)
+    codes: list[str | None] = field(default_factory=list)
+    owner: dict[int, int] = field(default_factory=dict)  # value -> first position
+    findings: list[Finding] = field(default_factory=list)
+    job: tuple[str, str, int, int] | None = None
+
+    def flag(self, code, message, annotation_id=None, severity="error", **details):
+        self.findings.append(Finding(code, severity, message, self.image.split, self.image.id, annotation_id,
+                                     self.table, details))
+
+
+def _map_facts(job: tuple[str, str, int, int] | None, keep: bool = False) -> tuple | None:
+    """What a read needs of one map, found where it is decoded (in a helper when there is one): why it
+    cannot be read, or its shape, and if it is the image's its values' pixel counts (and with ``keep``
+    the values).  ``job`` is the map's path, encoding and the image's height and width."""
+    if job is None:
+        return None
+    path, encoding, height, width = job
+    try:
+        values = _read_map(Path(path), encoding)
+    except (FormatError, ReadError) as err:
+        return err.message, None, None, None
+    if values.shape != (height, width):
+        return None, values.shape, None, None
+    found, counts = value_counts(values)
+    return None, values.shape, dict(zip(found.tolist(), counts.tolist())), values if keep else None
 
 
 def _read_map(path: Path, encoding: str) -> np.ndarray:

@@ -20,7 +20,7 @@ from segdata.masks import Mask
 from segdata.model import Annotation, Category, Dataset, ImageRecord
 from tests.cases import MASKS
 from tests.conftest import run_segdata
-from tests.converters.stored_checks import assert_equals_eager
+from tests.converters.stored_checks import assert_equals_eager, read_alike_on_two_processes
 from tests.converters.test_coco_panoptic import non_overlapping
 
 
@@ -298,7 +298,8 @@ def test_conformance_sets_written_as_instance_png_read_the_same_from_columns(con
     assert len(stored.annotations) == report.annotations_written == annotations
 
 
-def test_every_wrong_record_reads_the_same_from_columns(written, tmp_path, monkeypatch):
+def _every_wrong_record(written: tuple, tmp_path: Path) -> tuple[Path, dict, dict]:
+    """A copy of the written sample with every kind of wrong record; its first and second map entries."""
     root = _copy(written, tmp_path)
     table = _table(root)
     first, second, third, fourth = table["maps"][:4]
@@ -313,6 +314,11 @@ def test_every_wrong_record_reads_the_same_from_columns(written, tmp_path, monke
     table["maps"].insert(0, {**table["maps"][-1], "split": ""})  # no split: read first
     table["maps"].append({**second})  # the same image id again
     _save_table(root, table)
+    return root, first, second
+
+
+def test_every_wrong_record_reads_the_same_from_columns(written, tmp_path, monkeypatch):
+    root, first, second = _every_wrong_record(written, tmp_path)
     stored = _assert_stored_equals_whole(root, monkeypatch)
     assert [(f.code, f.image_id, f.annotation_id) for f in stored.findings] == [
         ("category-unknown", 1, 1), ("instance-value-invalid", 1, 5000), ("instance-value-invalid", 1, 5001),
@@ -323,6 +329,17 @@ def test_every_wrong_record_reads_the_same_from_columns(written, tmp_path, monke
     assert stored.splits == ["", "train", "val", "test"]
     masks = {a.id: a.mask for a in stored.annotations if a.split == "train" and a.image_id == first["id"]}
     assert masks[5000] is None and masks[5001] is None and masks[5002].area == 0
+
+
+def test_maps_read_on_two_processes_give_the_one_process_read(written, tmp_path, monkeypatch):
+    root, _first, _second = _every_wrong_record(written, tmp_path)
+    (root / _table(root)["maps"][10]["map"]).write_bytes(b"not a png")
+    one, pids = read_alike_on_two_processes(lambda: instance_png.read(root), instance_png, "_map_facts",
+                                            monkeypatch, tmp_path)
+    assert {f.code for f in one.findings} == {
+        "category-unknown", "instance-value-invalid", "mask-empty", "annotation-id-duplicate",
+        "instance-value-unlisted", "instance-map-missing", "instance-map-size-mismatch", "image-id-duplicate"}
+    assert len(pids) == len(one.images)  # a call per entry (a repeated image id's reads no map)
 
 
 def test_a_table_changed_after_reading_is_an_error_naming_it(written, tmp_path):
