@@ -41,9 +41,9 @@ different classes for a pixel (``cityscapes-label-mismatch``), a
 (``polygons-size-mismatch``), an instance value of a class without instances
 (``cityscapes-stuff-instance``).  Reading decodes every label file once, on
 every core (for sizes, classes and findings, which still come out in image
-order), but keeps only columns (:mod:`segdata.stored`):
-an image's masks are decoded again from the one file its annotations come from
-where the image is worked on.  The files must stay unchanged meanwhile.
+order), but keeps only columns (:mod:`segdata.stored`): an image's masks are
+decoded again from the one file its annotations come from where the image is
+worked on.  The files must stay unchanged meanwhile.
 
 Writing paints each image with :func:`segdata.compose.compose_image`
 (crowd regions painted under the instances, overlaps by the ``overlap``

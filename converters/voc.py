@@ -20,9 +20,10 @@ from class maps).  Palette PNGs are read as indices; RGB colour-coded maps
 An image listed in no ``ImageSets/Segmentation`` list has split ``""``; an
 image in several lists keeps the first of train, val, test, others, trainval.
 Reading decodes every map once, on every core (for sizes, classes and
-findings, which still come out in image order), but keeps only columns (:mod:`segdata.stored`): an image's masks are cut again from the
-one PNG they come from (its object map, else its class map) where the image is
-worked on; the image's void region stays on its record.  The maps must stay
+findings, which still come out in image order), but keeps only columns
+(:mod:`segdata.stored`): an image's masks are cut again from the one PNG they
+come from (its object map, else its class map) where the image is worked on;
+the image's void region stays on its record.  The maps must stay
 unchanged while the dataset is in use.
 
 Writing loses what VOC cannot hold: overlaps are resolved by ``overlap`` and
@@ -308,7 +309,8 @@ class _Reader:
     """Reads one image: its record, findings and rows, its annotations numbered from 1."""
 
     def __init__(self, context: _Context):
-        self.categories, self.class_lookup, self.object_lookup = context[:3]
+        self.categories = context.categories
+        self.class_lookup, self.object_lookup = context.class_lookup, context.object_lookup
         self.void_indices = sorted(context.void_indices)
         self.next_id = 1
         self.findings: list[Finding] = []
@@ -450,7 +452,8 @@ class _Reader:
 
 
 def _pair_counts(object_map: np.ndarray, class_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct (instance, class) pairs of the maps' pixels, as ``instance << 16 | class``, and their counts.
+    """The distinct (instance, class) pairs of the maps' pixels, as ``instance << 16 | class``, and their
+    counts.
 
     Of 8-bit maps (VOC's), one bincount of ``instance << 8 | class``: over 500
     maps of 640×360, 0.7 ms a map, where sorting every pixel's pair took 1.2 ms.
