@@ -16,6 +16,13 @@ which draws other image ids, but a sample of the same generator).
   for its fingerprints; the tree's ``.segdata-cache`` deleted before each
   run), ``validate-files`` (``validate`` with the files there: it reads each
   JPEG's header) and ``report`` (validate, leakage and stats in one process);
+  and ``stats`` on folders of label maps (``stats-voc``, ``stats-cityscapes``,
+  ``stats-instance-png``, ``stats-semantic-png``; 5k and 20k), which the
+  benchmark writes once from ``synth_<size>.json`` into ``data/maps_<size>/``
+  with ``segdata convert`` (``segdata semantic`` for class maps; Cityscapes
+  with its 80 categories folded onto ids 1–60, as 16-bit instanceIds hold
+  at most 64 thing classes): every job on such a folder begins by decoding
+  each map for its read;
   each runs as the real CLI in a fresh process with ``--workers 1``,
   ``--workers 2``, ``--scheduler local --workers 2`` (a 2-worker Dask
   ``LocalCluster``) and ``--scheduler local --workers 1``; time is the
@@ -39,7 +46,8 @@ Usage::
     python benchmarks/synth_coco.py --images 118000
     python benchmarks/synth_images.py      # scale_20k/ and scale_5k/ with 20,000 JPEGs: ~2.5 min, 0.7 GB
     python benchmarks/bench_scale.py [--sizes 5k,20k,118k]
-        [--jobs load,stats,validate,convert,semantic,leakage,validate-files,report] [--jobs-118k load,stats]
+        [--jobs load,stats,validate,convert,semantic,leakage,validate-files,report,stats-voc,...]
+        [--jobs-118k load,stats]
         [--backends '1 worker,2 workers,Dask LocalCluster of 2,Dask LocalCluster of 1']
         [--backends-118k '1 worker,2 workers'] [--repeat 1]
         [--no-write]
@@ -48,6 +56,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -82,6 +91,15 @@ IMAGE_JOBS = {
     "report": lambda root, out: ["report", str(root), "--json", "--fail-on", "never"],
 }
 TREES = {"5k": DATA / "scale_5k", "20k": DATA / "scale_20k"}
+#: How each label-map folder is written from ``synth_<size>.json`` (``{categories}``: the Cityscapes fold).
+MAP_FORMATS = {
+    "voc": ["convert", "--to", "voc", "--category-ids", "keep"],
+    "cityscapes": ["convert", "--to", "cityscapes", "--category-map", "{categories}"],
+    "instance-png": ["convert", "--to", "instance-png"],
+    "semantic-png": ["semantic"],
+}
+#: ``stats`` on each folder of label maps (5k and 20k).
+MAP_JOBS = {f"stats-{name}": lambda folder, out: ["stats", str(folder), "--json"] for name in MAP_FORMATS}
 
 _LOAD_CHILD = """
 import sys, time
@@ -96,6 +114,23 @@ seconds = time.perf_counter() - start
 peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 print(seconds, peak / 1024)
 """
+
+
+def label_maps(size: str, name: str) -> Path:
+    """The folder of ``name`` label maps of ``synth_<size>.json``, written the first time it is asked for."""
+    folder = DATA / f"maps_{size}" / name
+    if not (folder / "done").is_file():
+        source = DATA / f"synth_{size}.json"
+        categories = DATA / f"maps_{size}" / "cityscapes_categories.json"
+        ids = sorted(category["id"] for category in json.loads(source.read_bytes())["categories"])
+        categories.parent.mkdir(parents=True, exist_ok=True)
+        categories.write_text(json.dumps({str(i): at % 60 + 1 for at, i in enumerate(ids)}))
+        shutil.rmtree(folder, ignore_errors=True)
+        command = [arg.format(categories=categories) for arg in MAP_FORMATS[name]]
+        subprocess.run([sys.executable, "-m", "segdata", command[0], str(source), str(folder), *command[1:]],
+                       capture_output=True, check=True)
+        (folder / "done").touch()
+    return folder
 
 
 def load_row(data: Path) -> dict:
@@ -141,7 +176,7 @@ def job_run(job: str, data: Path, backend: list[str], memory: bool = False,
 
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as scratch:
         out = Path(scratch) / "out"
-        command = [python, "-m", "segdata", *{**JOBS, **IMAGE_JOBS}[job](data, out), *backend]
+        command = [python, "-m", "segdata", *{**JOBS, **IMAGE_JOBS, **MAP_JOBS}[job](data, out), *backend]
         drop_cache()
         start = time.perf_counter()
         try:
@@ -224,8 +259,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="5k,20k,118k")
     parser.add_argument("--jobs", default=",".join(["load", *JOBS, *IMAGE_JOBS]),
-                        help="load, annotation jobs (on synth_<size>.json) and image jobs (on the "
-                             "scale_<size>/ JPEG trees, which exist at 5k and 20k only).")
+                        help="load, annotation jobs (on synth_<size>.json), image jobs (on the "
+                             "scale_<size>/ JPEG trees, which exist at 5k and 20k only) and label-map "
+                             f"jobs ({', '.join(MAP_JOBS)}; 5k and 20k).")
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--jobs-118k", default="load,stats",
                         help="The jobs also run at 118k (each takes minutes; no image job: no 118k tree).")
@@ -241,12 +277,13 @@ def main() -> None:
     at_118k = [j for j in args.jobs_118k.split(",") if j]  # "" runs nothing at 118k
     if args.repeat < 1:
         sys.exit(f"--repeat must be at least 1, found {args.repeat}")
-    if unknown := sorted(set(jobs + at_118k) - {"load", *JOBS, *IMAGE_JOBS}):
-        sys.exit(f"unknown job(s) {', '.join(unknown)}; known: {', '.join(['load', *JOBS, *IMAGE_JOBS])}")
+    known = ["load", *JOBS, *IMAGE_JOBS, *MAP_JOBS]
+    if unknown := sorted(set(jobs + at_118k) - set(known)):
+        sys.exit(f"unknown job(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if unknown := sorted(set(backends + backends_118k) - set(BACKENDS)):
         sys.exit(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
-    if images_at_118k := sorted(set(at_118k) & set(IMAGE_JOBS)):
-        sys.exit(f"no JPEG tree at 118k for {', '.join(images_at_118k)}: synth_images.py makes 5k and 20k")
+    if images_at_118k := sorted(set(at_118k) & {*IMAGE_JOBS, *MAP_JOBS}):
+        sys.exit(f"no image or label-map folder at 118k for {', '.join(images_at_118k)}")
     before = os.getloadavg()[0]
     scaling_before = host_scaling()
     load, results = {}, {}
@@ -254,8 +291,9 @@ def main() -> None:
         wanted = [j for j in jobs if size != "118k" or j in at_118k]
         on_file = [j for j in wanted if j in JOBS]
         on_tree = [j for j in wanted if j in IMAGE_JOBS and size in TREES]
+        on_maps = [j for j in wanted if j in MAP_JOBS]
         data, tree = DATA / f"synth_{size}.json", TREES.get(size)
-        if ("load" in wanted or on_file) and not data.is_file():
+        if ("load" in wanted or on_file or on_maps) and not data.is_file():
             sys.exit(f"{data} is missing; make it with: python benchmarks/synth_coco.py --images "
                      f"{int(size.rstrip('k')) * 1000}")
         if on_tree and not is_built(tree):
@@ -264,11 +302,13 @@ def main() -> None:
         if "load" in wanted:
             load[size] = load_row(data)
             print(size, "load", load[size], file=sys.stderr)
-        for job in on_file + on_tree:
+        for job in on_file + on_tree + on_maps:
+            source = (data if job in JOBS else tree if job in IMAGE_JOBS
+                      else label_maps(size, job.removeprefix("stats-")))
             runs: dict[str, list[dict]] = {}
             for memory in [False] * args.repeat + [True]:  # the timed runs, then one sampled for memory
                 for backend in backends_118k if size == "118k" else backends:
-                    run = job_run(job, data if job in JOBS else tree, BACKENDS[backend], memory)
+                    run = job_run(job, source, BACKENDS[backend], memory)
                     runs.setdefault(backend, []).append(run)
                     print(size, job, backend, run, file=sys.stderr)
             for backend, (*timed, sampled) in runs.items():
