@@ -2,8 +2,10 @@
 
 Label maps are read with Pillow, never OpenCV: a palette PNG's values are its
 indices, not colours (pitfall 26), and a 16-bit PNG keeps all 16 bits
-(pitfall 25).  Writers paint through :func:`segdata.compose.compose_image`
-and account for every pixel an instance lost with :func:`raster_changes`.
+(pitfall 25).  Readers that decode each image's maps in a helper gather the
+results in order with :func:`add_image_reads`.  Writers paint through
+:func:`segdata.compose.compose_image` and account for every pixel an instance
+lost with :func:`raster_changes`.
 """
 
 from __future__ import annotations
