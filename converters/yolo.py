@@ -28,7 +28,9 @@ Reading
     ``cx cy w h``: it is read as its rectangle, with one warning per file
     listing those lines, so detection datasets (Roboflow) load too.
     Coordinates outside [0, 1] are kept (pycocotools clips them) with a
-    warning, since Ultralytics rejects such an image.
+    warning, since Ultralytics rejects such an image.  Each image's header
+    and label file are read on every core; the findings still come out in
+    image order.
 
 Writing
     One line per annotation, written fresh (never appended).  Multi-part
@@ -67,10 +69,10 @@ from segdata.errors import FormatError, MaskError, ReadError
 from segdata.io import output_dir
 from segdata.masks import FACES, Mask, all_finite, bitmap_to_polygons
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
-from segdata.parallel import map_images
+from segdata.parallel import LOCAL_BATCH, map_images
 from segdata.stored import AnnotationColumns
 
-from ._raster import image_size
+from ._raster import ImageRead, add_image_reads, image_size
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
 LOOKS_FOR = "a data.yaml with 'names' and 'train'/'val' (or images/ + labels/ + obj.names)"
@@ -295,29 +297,19 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
         dataset.categories[ids[index]] = Category(ids[index], name, supers.get(index, ""))
 
     ordered = sorted(splits, key=lambda s: (_SPLIT_KEYS.index(s) if s in _SPLIT_KEYS else 3, s))
-    next_image, next_ann = 1, 1
+    next_ann = 1
     columns = AnnotationColumns()
+    read_image = partial(_read_image, (names, ids))
     for split in ordered:
         def flag(code, message, severity="error", path=source, image_id=None, **details):
             findings.append(Finding(code, severity, message, split, image_id, None, str(path), details))
 
         images = _split_images(base, splits[split], flag)
-        labels_seen: set[Path] = set()
-        for image_path, folder in images:
-            label_path = _label_path(image_path)
-            labels_seen.add(label_path)
-            file_name = image_path.relative_to(folder).as_posix()
-            image = ImageRecord(next_image, file_name, 0, 0, split=split, path=image_path)
-            next_image += 1
-            dataset.images.append(image)
-            try:
-                image.width, image.height = image_size(image_path)
-            except (ReadError, FormatError) as err:
-                image.defect = "image-unreadable"
-                flag("image-unreadable", f"{err.message}; its labels cannot be scaled to pixels",
-                     path=image_path, image_id=image.id)
-            if label_path.is_file():
-                next_ann = _read_labels(label_path, image, names, ids, dataset, next_ann, columns)
+        labels_seen = {_label_path(image_path) for image_path, _folder in images}
+        first = len(dataset.images) + 1  # image ids count on across splits
+        jobs = [(first + at, split, image_path, folder) for at, (image_path, folder) in enumerate(images)]
+        workers = None if len(jobs) > 4 * LOCAL_BATCH else 1  # a small split: no helper to start
+        next_ann = add_image_reads(dataset, columns, map_images(read_image, jobs, workers=workers), next_ann)
         for folder in dict.fromkeys(folder for _, folder in images):
             labels_dir = _label_path(folder / "x.jpg").parent
             if labels_dir.is_dir():
@@ -336,14 +328,37 @@ def _image_dir(image_path: Path) -> Path:
     return image_path.parent
 
 
+def _read_image(context: tuple[dict[int, str], dict[int, int]],
+                job: tuple[int, str, Path, Path]) -> ImageRead:
+    """One image's size and label lines, read by a helper when there is one: ``context`` is the class
+    names and category ids, ``job`` the image's id, split, path and the folder its name is relative to."""
+    names, ids = context
+    image_id, split, image_path, folder = job
+    image = ImageRecord(image_id, image_path.relative_to(folder).as_posix(), 0, 0, split=split,
+                        path=image_path)
+    read = ImageRead(image)
+    try:
+        image.width, image.height = image_size(image_path)
+    except (ReadError, FormatError) as err:
+        image.defect = "image-unreadable"
+        read.findings.append(Finding("image-unreadable", "error", f"{err.message}; its labels cannot be "
+                                     "scaled to pixels", split, image_id, None, str(image_path), {}))
+    label_path = _label_path(image_path)
+    if label_path.is_file():
+        _read_labels(label_path, image, names, ids, read)
+    return read
+
+
 def _read_labels(label_path: Path, image: ImageRecord, names: dict[int, str], ids: dict[int, int],
-                 dataset: Dataset, next_ann: int, columns: AnnotationColumns) -> int:
-    """Judge one image's label lines and keep each annotation as ``columns`` rows; returns the next id."""
+                 read: ImageRead) -> None:
+    """Judge one image's label lines into ``read``: its findings, and a row per annotation, numbered
+    from 1."""
     lines = _load(str(label_path))
+    next_ann = 1
 
     def flag(code, message, line_no, severity="error", annotation_id=None):
-        dataset.findings.append(Finding(code, severity, message, image.split, image.id, annotation_id,
-                                        str(label_path), {"line": line_no}))
+        read.findings.append(Finding(code, severity, message, image.split, image.id, annotation_id,
+                                     str(label_path), {"line": line_no}))
 
     boxes, outside = [], []
     rows = []  # (id, line index, category id, defect) per annotation
@@ -391,18 +406,18 @@ def _read_labels(label_path: Path, image: ImageRecord, names: dict[int, str], id
                 flag(err.code, f"line {line_no}: {err.message}", line_no, annotation_id=ann_id)
         rows.append((ann_id, line_no - 1, ids[int(cls)], defect))
     if rows:
-        ann_ids, starts, category_ids, defects = zip(*rows)
-        columns.add(str(label_path), image.split, ann_ids, defects, start=starts, image_id=image.id,
-                    category_id=category_ids, height=image.height, width=image.width,
-                    face=[-1 if defect is not None else _POLYGON for defect in defects],
-                    mask_ok=[defect is None for defect in defects])
+        _ann_ids, starts, category_ids, defects = zip(*rows)
+        read.rows = (str(label_path), len(rows), {
+            "defect": defects, "start": starts, "image_id": image.id, "category_id": category_ids,
+            "height": image.height, "width": image.width,
+            "face": [-1 if defect is not None else _POLYGON for defect in defects],
+            "mask_ok": [defect is None for defect in defects]})
     if boxes:
         flag("yolo-box-line", f"{len(boxes)} line(s) are detection boxes (cx cy w h), read as rectangles: "
              f"lines {_ranges(boxes)}", boxes[0], "warning")
     if outside:
         flag("coordinate-out-of-bounds", f"coordinates outside [0, 1] (Ultralytics rejects this image; "
              f"pycocotools clips them): lines {_ranges(outside)}", outside[0], "warning")
-    return next_ann
 
 
 def _polygon(coords: list[float]) -> list[float]:

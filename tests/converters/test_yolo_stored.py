@@ -15,7 +15,8 @@ import pytest
 from segdata.converters import yolo
 from segdata.model import Dataset, annotation_values
 from segdata.stored import StoredAnnotations
-from tests.converters.stored_checks import assert_equals_eager, assert_same, converts_alike
+from tests.converters.stored_checks import (assert_equals_eager, assert_same, converts_alike,
+                                            read_alike_on_two_processes)
 from tests.converters.test_labelme_stored import fingerprint
 
 CVAT_SEG = "cvat-ai+datumaro/tests/assets/yolo_dataset/yolov8_segmentation"
@@ -101,3 +102,21 @@ def test_groups_and_columns_give_the_decoded_annotations(samples_dir, edge):
 
 def test_helper_processes_convert_the_stored_sample_as_one_process_does(samples_dir, tmp_path):
     assert converts_alike(yolo.read(samples_dir / "yolo"), tmp_path) == 277
+
+
+def test_images_read_on_two_processes_give_the_one_process_read(samples_dir, monkeypatch, tmp_path):
+    root = Path(shutil.copytree(samples_dir / "yolo", tmp_path / "yolo"))
+    (root / "labels/train/scene_0003.txt").write_text(  # a box, a bad line, an unknown class, out of bounds,
+        "0 0.5 0.5 0.2 0.2\nx 0.1\n99 0.1 0.1 0.4 0.1 0.4 0.5\n1 -0.1 0 1.2 0 1 1\n"  # a defect
+        "2 0.1 0.1 1e308 0.1 0.4 0.5\n")
+    (root / "images/train/scene_0005.jpg").write_bytes(b"not a jpeg")
+    (root / "labels/train/scene_0099.txt").write_text("0 0.1 0.1 0.4 0.1 0.4 0.5\n")  # no image
+    one, pids = read_alike_on_two_processes(lambda: yolo.read(root), yolo, "_read_image", monkeypatch,
+                                            tmp_path)
+    assert {f.code for f in one.findings} >= {"yolo-box-line", "yolo-line-invalid", "category-unknown",
+                                              "coordinate-out-of-bounds", "image-unreadable",
+                                              "label-without-image"}
+    (defect,) = [f for f in one.findings if f.annotation_id is not None]  # it names its annotation
+    assert [a.defect for a in one.annotations if (a.split, a.id) == (defect.split, defect.annotation_id)] \
+        == [defect.code]
+    assert len(pids) == len(one.images)
