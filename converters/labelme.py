@@ -60,7 +60,7 @@ from itertools import chain
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -70,10 +70,10 @@ from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import FACES, Mask, all_finite
 from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
                            annotation_values)
-from segdata.parallel import map_images
+from segdata.parallel import LOCAL_BATCH, map_images
 from segdata.stored import AnnotationColumns
 
-from ._raster import image_size
+from ._raster import ImageRead, add_image_reads, image_size
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
 LOOKS_FOR = "*.json (or <split>/*.json) with 'shapes' and 'imagePath' (LabelMe)"
@@ -141,8 +141,9 @@ def _read_labels_file(path: Path, dataset: Dataset) -> None:
 def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
     """Read labelme JSON files: one file, a folder of them, or a folder of split subfolders.
 
-    Each file is read once for its image, categories and findings; the
-    annotations stay in their files (:class:`~segdata.stored.StoredAnnotations`)
+    Each file is read once, on every core, for its image, categories and
+    findings (which still come out in file order, the categories numbered as
+    their labels first appear); the annotations stay in their files (:class:`~segdata.stored.StoredAnnotations`)
     and are read again, one image at a time, where they are used.  The files
     must stay unchanged while the dataset is in use.
 
@@ -182,11 +183,13 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
         return "" if json_path.parent == root else json_path.parent.name
 
     files.sort(key=lambda p: (_SPLIT_ORDER.get(split_of(p), 3 if split_of(p) else -1), split_of(p), p.name))
-    state = {"image": 0, "ann": 0, "labels": labels}
+    images_root = Path(images_root) if images_root else None
+    jobs = [(image_id, json_path, split_of(json_path), images_root)
+            for image_id, json_path in enumerate(files, start=1)]
+    workers = None if len(jobs) > 4 * LOCAL_BATCH else 1  # a small folder: no helper to start
     columns = AnnotationColumns()
-    for json_path in files:
-        _read_file(json_path, split_of(json_path), dataset, state, Path(images_root) if images_root else None,
-                   columns)
+    reads = map_images(_read_file, jobs, workers=workers)
+    add_image_reads(dataset, columns, (_with_categories(read, dataset, labels) for read in reads))
     dataset.annotations = columns.store(_decode, _load)
     return dataset
 
@@ -227,16 +230,16 @@ def _document(json_path: Path) -> tuple[dict, list]:
     return data, _require(data, "shapes", list, json_path, None)
 
 
-def _read_file(json_path: Path, split: str, dataset: Dataset, state: dict, images_root: Path | None,
-               columns: AnnotationColumns) -> None:
-    """One file's image, categories and findings; its annotations only as ``columns`` rows."""
+def _read_file(job: tuple[int, Path, str, Path | None]) -> ImageRead:
+    """One file's image, findings and rows (read by a helper, when there is one), its annotations numbered
+    from 1.  Each row's category is its label, and a :class:`_Label` among the findings marks where the
+    label is first used: only :func:`_with_categories`, taking the files in order, knows which are new."""
+    image_id, json_path, split, images_root = job
     data, shapes = _document(json_path)
     image_path = data.get("imagePath") or ""
     if not isinstance(image_path, str):
         raise FormatError(f"'imagePath' must be a string, found {type(image_path).__name__}", path=json_path)
-    state["image"] += 1
-    image_id = state["image"]
-    findings = dataset.findings
+    findings: list = []
 
     def flag(code, message, severity="error", annotation_id=None, **details):
         findings.append(Finding(code, severity, message, split, image_id, annotation_id, str(json_path),
@@ -267,24 +270,16 @@ def _read_file(json_path: Path, split: str, dataset: Dataset, state: dict, image
         raise FormatError(f"'imageHeight'/'imageWidth' must be positive integers (found {height!r}, "
                           f"{width!r}) and no image gives the size", path=json_path)
     image = ImageRecord(image_id, name, width, height, split=split, path=located)
-    dataset.images.append(image)
+    read = ImageRead(image, findings)
     del data  # imageData can be megabytes; the shapes are all that is left to read
 
     instances, void = _instances(shapes, json_path, flag)
     if void:
         image.void = _union(void, height, width)
-    rows = []  # (id, category id, crowd, defect, face) per instance; its place in _load's list is its start
-    for entry in instances:
+    rows = []  # (id, label, crowd, defect, face) per instance; its place in _load's list is its start
+    for ann_id, entry in enumerate(instances, start=1):
         label = entry["label"]
-        cat_id = next((c.id for c in dataset.categories.values() if c.name == label), None)
-        if cat_id is None:
-            cat_id = max(dataset.categories, default=0) + 1
-            dataset.categories[cat_id] = Category(cat_id, label)
-            if state["labels"] is not None:
-                flag("category-unknown", f"label {label!r} is not in {state['labels'].name}; added as "
-                     f"category {cat_id}", "warning", shape=entry["shapes"][0])
-        state["ann"] += 1
-        ann_id = state["ann"]
+        findings.append(_Label(label, entry["shapes"][0], str(json_path)))
         rings = [p for p in entry["parts"] if isinstance(p, list)]
         defect = None
         try:
@@ -294,12 +289,45 @@ def _read_file(json_path: Path, split: str, dataset: Dataset, state: dict, image
             defect = err.code
             flag(err.code, f"shapes {entry['shapes']}: {err.message}", annotation_id=ann_id)
         face = "polygon" if len(rings) == len(entry["parts"]) else "bitmap"
-        rows.append((ann_id, cat_id, entry["crowd"], defect, -1 if defect is not None else FACES.index(face)))
+        rows.append((ann_id, label, entry["crowd"], defect, -1 if defect is not None else FACES.index(face)))
     if rows:
-        ids, category_ids, crowd, defects, faces = zip(*rows)
-        columns.add(str(json_path), split, ids, defects, image_id=image_id, category_id=category_ids,
-                    iscrowd=crowd, height=height, width=width, face=faces,
-                    mask_ok=[defect is None for defect in defects])
+        _ids, labels, crowd, defects, faces = zip(*rows)
+        read.rows = (str(json_path), len(rows), {
+            "defect": defects, "image_id": image_id, "category_id": labels, "iscrowd": crowd,
+            "height": height, "width": width, "face": faces,
+            "mask_ok": [defect is None for defect in defects]})
+    return read
+
+
+class _Label(NamedTuple):
+    """Where a file's findings would say that an instance's label is no category yet."""
+
+    label: str
+    shape: int
+    path: str
+
+
+def _with_categories(read: ImageRead, dataset: Dataset, labels: Path | None) -> ImageRead:
+    """``read`` with its rows' labels made category ids, a label no category has yet added as the next id
+    (with a finding, when a labels file lists the categories)."""
+    findings = []
+    for item in read.findings:
+        if not isinstance(item, _Label):
+            findings.append(item)
+            continue
+        if any(c.name == item.label for c in dataset.categories.values()):
+            continue
+        cat_id = max(dataset.categories, default=0) + 1
+        dataset.categories[cat_id] = Category(cat_id, item.label)
+        if labels is not None:
+            findings.append(Finding("category-unknown", "warning", f"label {item.label!r} is not in "
+                                    f"{labels.name}; added as category {cat_id}", read.image.split,
+                                    read.image.id, None, item.path, {"shape": item.shape}))
+    read.findings = findings
+    if read.rows is not None:
+        by_name = {c.name: c.id for c in dataset.categories.values()}
+        read.rows[2]["category_id"] = [by_name[label] for label in read.rows[2]["category_id"]]
+    return read
 
 
 def _instances(shapes: list, json_path: Path, flag: Callable) -> tuple[list[dict], list]:

@@ -18,7 +18,8 @@ import pytest
 from segdata.converters import labelme
 from segdata.model import Dataset, annotation_values
 from segdata.stored import StoredAnnotations
-from tests.converters.stored_checks import assert_equals_eager, assert_same, converts_alike
+from tests.converters.stored_checks import (assert_equals_eager, assert_same, converts_alike,
+                                            read_alike_on_two_processes)
 
 EXAMPLES = "wkentaro+labelme/examples"
 
@@ -133,3 +134,25 @@ def test_groups_and_columns_give_the_decoded_annotations(samples_dir, edge):
 
 def test_helper_processes_convert_the_stored_sample_as_one_process_does(samples_dir, tmp_path):
     assert converts_alike(labelme.read(samples_dir / "labelme"), tmp_path) == 277
+
+
+def test_files_read_on_two_processes_give_the_one_process_read(samples_dir, monkeypatch, tmp_path):
+    root = Path(shutil.copytree(samples_dir / "labelme", tmp_path / "labelme"))
+    for name, edit in (("train/scene_0003.json", lambda shapes: shapes[0].update(label="ufo")),  # new label
+                       ("train/scene_0009.json", lambda shapes: shapes[1].update(label="ufo")),  # seen
+                       ("val/scene_0041.json", lambda shapes: shapes[0].update(label="boat")),
+                       ("train/scene_0005.json", lambda shapes: shapes[2].update(  # a defect
+                           shape_type="rectangle", points=[["nan", 1.0], ["nan", 9.0]])),
+                       ("train/scene_0006.json", lambda shapes: shapes[0].update(shape_type="line"))):
+        document = json.loads((root / name).read_bytes())
+        edit(document["shapes"])
+        (root / name).write_text(json.dumps(document).replace('"nan"', "NaN"))
+    one, pids = read_alike_on_two_processes(lambda: labelme.read(root), labelme, "_read_file", monkeypatch,
+                                            tmp_path)
+    assert [(f.code, f.message) for f in one.findings if f.code == "category-unknown"] == [
+        ("category-unknown", "label 'ufo' is not in labels.txt; added as category 9"),
+        ("category-unknown", "label 'boat' is not in labels.txt; added as category 10")]
+    (defect,) = [f for f in one.findings if f.annotation_id is not None]
+    assert defect.code == "coordinate-non-finite" and defect.image_id == 5
+    assert [a.defect for a in one.annotations if a.id == defect.annotation_id] == [defect.code]
+    assert len(pids) == len(one.images) == 60
