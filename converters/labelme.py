@@ -143,8 +143,9 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
 
     Each file is read once, on every core, for its image, categories and
     findings (which still come out in file order, the categories numbered as
-    their labels first appear); the annotations stay in their files (:class:`~segdata.stored.StoredAnnotations`)
-    and are read again, one image at a time, where they are used.  The files
+    their labels first appear); the annotations stay in their files
+    (:class:`~segdata.stored.StoredAnnotations`) and are read again, one
+    image at a time, where they are used.  The files
     must stay unchanged while the dataset is in use.
 
     Parameters
