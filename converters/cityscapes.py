@@ -82,7 +82,7 @@ from segdata.errors import FormatError, MaskError, UsageError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import FACES, Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
-from segdata.parallel import LOCAL_BATCH, map_images
+from segdata.parallel import map_images, read_workers
 from segdata.stored import AnnotationColumns
 
 #: What :func:`sniff` looks for, for the error that lists every format's test.
@@ -489,9 +489,8 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
     splits = sorted((p for p in gt_dir.iterdir() if p.is_dir()),
                     key=lambda p: (_SPLIT_ORDER.get(p.name, 3), p.name))
     jobs = [job for split_dir in splits for job in _split_jobs(split_dir)]
-    workers = None if len(jobs) > 4 * LOCAL_BATCH else 1  # a small tree: no helper to start
     rows = AnnotationColumns()
-    reads = map_images(partial(_read_image, (categories, images_dir)), jobs, workers=workers)
+    reads = map_images(partial(_read_image, (categories, images_dir)), jobs, workers=read_workers(len(jobs)))
     for _split, split_reads in groupby(reads, key=lambda read: read.image.split):  # ids count per split
         add_image_reads(dataset, rows, split_reads)
     dataset.annotations = rows.store(_decode, _load)

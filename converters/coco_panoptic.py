@@ -58,7 +58,7 @@ from segdata.io import dumps_json, output_dir, read_json
 from segdata.jsonstream import Unscannable, chunk_spans, parse_item, parse_items, read_array_items
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
-from segdata.parallel import LOCAL_BATCH, map_images
+from segdata.parallel import map_images, read_workers
 from segdata.semantic import map_path
 from segdata.stored import AnnotationColumns
 
@@ -182,7 +182,7 @@ class _Split:
             covered = self._check_records(records, by_id, 1)
         else:
             covered = self._check_records(self._records(*spans), by_id,
-                                          None if len(spans[0]) > 4 * LOCAL_BATCH else 1)
+                                          read_workers(len(spans[0])))
         for image in images:
             if image.id not in covered and image.defect is None:
                 image.defect = "panoptic-png-missing"

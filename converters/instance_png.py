@@ -63,7 +63,7 @@ from segdata.io import dumps_json, output_dir, read_json
 from segdata.jsonstream import Unscannable, chunk_spans, parse_item, parse_items, read_array_items
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
-from segdata.parallel import LOCAL_BATCH, map_images
+from segdata.parallel import map_images, read_workers
 from segdata.semantic import map_path
 from segdata.stored import AnnotationColumns
 
@@ -175,8 +175,7 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
                 checked.append(reader.check_entry(raw, index, span))
                 yield checked[-1].job
 
-        workers = None if len(entries.keys) > 4 * LOCAL_BATCH else 1  # a small table: no helper to start
-        for facts in map_images(_map_facts, jobs(), workers=workers):
+        for facts in map_images(_map_facts, jobs(), workers=read_workers(len(entries.keys))):
             reader.add_entry(checked.popleft(), facts)
     dataset.annotations = reader.annotations()
     return dataset

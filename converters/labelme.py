@@ -70,7 +70,7 @@ from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import FACES, Mask, all_finite
 from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
                            annotation_values)
-from segdata.parallel import LOCAL_BATCH, map_images
+from segdata.parallel import map_images, read_workers
 from segdata.stored import AnnotationColumns
 
 from ._raster import ImageRead, add_image_reads, image_size
@@ -187,9 +187,8 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
     images_root = Path(images_root) if images_root else None
     jobs = [(image_id, json_path, split_of(json_path), images_root)
             for image_id, json_path in enumerate(files, start=1)]
-    workers = None if len(jobs) > 4 * LOCAL_BATCH else 1  # a small folder: no helper to start
     columns = AnnotationColumns()
-    reads = map_images(_read_file, jobs, workers=workers)
+    reads = map_images(_read_file, jobs, workers=read_workers(len(jobs)))
     add_image_reads(dataset, columns, (_with_categories(read, dataset, labels) for read in reads))
     dataset.annotations = columns.store(_decode, _load)
     return dataset

@@ -45,7 +45,7 @@ from segdata.errors import FormatError, ReadError, UsageError
 from segdata.io import dumps_json, output_dir, read_json
 from segdata.masks import Mask
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
-from segdata.parallel import LOCAL_BATCH, map_images
+from segdata.parallel import map_images, read_workers
 from segdata.semantic import map_path, palette_rgb
 from segdata.stored import AnnotationColumns
 
@@ -194,10 +194,10 @@ def read(path: str | Path, *, classes: str | Path | None = None,
     void = table.void if table.void != table.background else None
     jobs = [(str(map_file), None if image.path is None else str(image.path), void)
             for map_file, image in zip(maps, dataset.images)]
-    workers = None if len(maps) > 4 * LOCAL_BATCH else 1  # a small folder: no helper to start
     rows = AnnotationColumns()
     next_id = 1
-    for map_file, image, facts in zip(maps, dataset.images, map_images(_map_facts, jobs, workers=workers)):
+    read = map_images(_map_facts, jobs, workers=read_workers(len(maps)))
+    for map_file, image, facts in zip(maps, dataset.images, read):
         next_id = _add_map(dataset, rows, table, map_file, image, facts, next_id)
     dataset.annotations = rows.store(_decode, _load)
     return dataset

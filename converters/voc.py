@@ -54,7 +54,7 @@ from segdata.io import output_dir
 from segdata.masks import Mask
 from segdata.model import (Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord,
                            annotation_values)
-from segdata.parallel import LOCAL_BATCH, map_images
+from segdata.parallel import map_images, read_workers
 from segdata.semantic import first_clash, map_path, palette_rgb
 from segdata.stored import AnnotationColumns
 
@@ -253,9 +253,9 @@ def read(path: str | Path, *, classes: str | Path | None = None,
     jobs = [(image_id, stem, splits.get(stem, ""), class_maps.get(stem), object_maps.get(stem), images_dir)
             for image_id, stem in enumerate(stems, start=1)]
     context = _Context(frozenset(dataset.categories), class_lookup, object_lookup, frozenset(void_indices))
-    workers = None if len(jobs) > 4 * LOCAL_BATCH else 1  # a small folder: no helper to start
     rows = AnnotationColumns()
-    add_image_reads(dataset, rows, map_images(partial(_read_image, context), jobs, workers=workers))
+    reads = map_images(partial(_read_image, context), jobs, workers=read_workers(len(jobs)))
+    add_image_reads(dataset, rows, reads)
     dataset.annotations = rows.store(_decode, _load)
     return dataset
 

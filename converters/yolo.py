@@ -69,7 +69,7 @@ from segdata.errors import FormatError, MaskError, ReadError
 from segdata.io import output_dir
 from segdata.masks import FACES, Mask, all_finite, bitmap_to_polygons
 from segdata.model import Annotation, Category, Change, ConversionReport, Dataset, Finding, ImageRecord
-from segdata.parallel import LOCAL_BATCH, map_images
+from segdata.parallel import map_images, read_workers
 from segdata.stored import AnnotationColumns
 
 from ._raster import ImageRead, add_image_reads, image_size
@@ -308,8 +308,8 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
         labels_seen = {_label_path(image_path) for image_path, _folder in images}
         first = len(dataset.images) + 1  # image ids count on across splits
         jobs = [(first + at, split, image_path, folder) for at, (image_path, folder) in enumerate(images)]
-        workers = None if len(jobs) > 4 * LOCAL_BATCH else 1  # a small split: no helper to start
-        next_ann = add_image_reads(dataset, columns, map_images(read_image, jobs, workers=workers), next_ann)
+        reads = map_images(read_image, jobs, workers=read_workers(len(jobs)))
+        next_ann = add_image_reads(dataset, columns, reads, next_ann)
         for folder in dict.fromkeys(folder for _, folder in images):
             labels_dir = _label_path(folder / "x.jpg").parent
             if labels_dir.is_dir():

@@ -163,6 +163,12 @@ def _cluster(wait: bool):
     return _dask
 
 
+def read_workers(items: int) -> int | None:
+    """The ``workers`` of a reader's :func:`map_images` over ``items`` files: every core (``None``), or
+    for at most 4 batches this process alone, where starting a helper would cost more than it saves."""
+    return None if items > 4 * LOCAL_BATCH else 1
+
+
 def prepare(workers: int | None = None, scheduler: str | None = None) -> None:
     """Decide, before a command reads its dataset, where its per-image work runs.
 

@@ -78,7 +78,7 @@ def read_alike_on_two_processes(read: Callable[[], Dataset], module: ModuleType,
     key = (module.__name__, name)
     _REAL[key] = getattr(module, name)
     pids = folder / "pids"
-    monkeypatch.setattr(module, "LOCAL_BATCH", 2)  # more than 4 batches: helpers take some
+    monkeypatch.setattr(parallel, "LOCAL_BATCH", 2)  # more than 4 batches: helpers take some
     monkeypatch.setattr(parallel, "_prepared", 2)
     monkeypatch.setattr(module, name, partial(_noting_the_process, key, str(pids)))
     two = read()

@@ -355,7 +355,7 @@ def test_pngs_checked_on_two_processes_give_the_one_process_read(samples_dir, mo
 
 
 def test_a_bad_record_in_a_read_on_two_processes_names_the_file_and_the_record(broken, monkeypatch):
-    monkeypatch.setattr(coco_panoptic, "LOCAL_BATCH", 2)
+    monkeypatch.setattr(parallel, "LOCAL_BATCH", 2)
     monkeypatch.setattr(parallel, "_prepared", 2)
     _edit(broken, lambda data: data["annotations"].extend([data["annotations"][0]] * 20 + [{"image_id": 3}]))
     with pytest.raises(FormatError, match=r"panoptic_val\.json: image 3: missing required key 'file_name'"):
