@@ -114,7 +114,9 @@ def sniff(path: str | Path) -> bool:
     path = Path(path)
     if path.is_file():
         return path.suffix == ".json" and _looks_like_labelme(path)
-    return path.is_dir() and bool(_json_files(path))
+    # one file settles it: sniffing every file's head would be a serial pass before the parallel read
+    candidates = chain(path.glob("*.json"), path.glob("*/*.json")) if path.is_dir() else ()
+    return any(_looks_like_labelme(p) for p in candidates)
 
 
 # reading -----------------------------------------------------------------------------
