@@ -17,12 +17,14 @@ which draws other image ids, but a sample of the same generator).
   run), ``validate-files`` (``validate`` with the files there: it reads each
   JPEG's header) and ``report`` (validate, leakage and stats in one process);
   and ``stats`` on folders of label maps (``stats-voc``, ``stats-cityscapes``,
-  ``stats-instance-png``, ``stats-semantic-png``; 5k and 20k), which the
-  benchmark writes once from ``synth_<size>.json`` into ``data/maps_<size>/``
-  with ``segdata convert`` (``segdata semantic`` for class maps; Cityscapes
-  with its 80 categories folded onto ids 1–60, as 16-bit instanceIds hold
-  at most 64 thing classes): every job on such a folder begins by decoding
-  each map for its read;
+  ``stats-instance-png``, ``stats-semantic-png``, ``stats-labelme``,
+  ``stats-yolo``; 5k and 20k), which the benchmark writes once from
+  ``synth_<size>.json`` into ``data/maps_<size>/`` with ``segdata convert``
+  (``segdata semantic`` for class maps; Cityscapes with its 80 categories
+  folded onto ids 1–60, as 16-bit instanceIds hold at most 64 thing
+  classes; YOLO from the ``scale_<size>`` tree with its images, whose
+  headers give the sizes): every job on such a folder begins by reading
+  each image's file on every worker;
   each runs as the real CLI in a fresh process with ``--workers 1``,
   ``--workers 2``, ``--scheduler local --workers 2`` (a 2-worker Dask
   ``LocalCluster``) and ``--scheduler local --workers 1``; time is the
@@ -36,7 +38,8 @@ which draws other image ids, but a sample of the same generator).
   drifts by several per cent between runs.  Before and after the jobs,
   ``host_scaling`` measures how much a second process gains on this host at
   all (two copies of a pure-Python loop at once against one): the ceiling
-  of every 2-worker speed-up in the same run.
+  of every 2-worker speed-up in the same run.  The installed segdata is
+  timed with its bytecode written, as ``pip install`` leaves it.
 
 Writes the ``## Scale (issue 10)`` section of ``benchmarks/RESULTS.md``.
 
@@ -91,14 +94,18 @@ IMAGE_JOBS = {
     "report": lambda root, out: ["report", str(root), "--json", "--fail-on", "never"],
 }
 TREES = {"5k": DATA / "scale_5k", "20k": DATA / "scale_20k"}
-#: How each label-map folder is written from ``synth_<size>.json`` (``{categories}``: the Cityscapes fold).
+#: How each per-image folder is written from ``synth_<size>.json`` (``{categories}``: the Cityscapes fold).
 MAP_FORMATS = {
     "voc": ["convert", "--to", "voc", "--category-ids", "keep"],
     "cityscapes": ["convert", "--to", "cityscapes", "--category-map", "{categories}"],
     "instance-png": ["convert", "--to", "instance-png"],
     "semantic-png": ["semantic"],
+    "labelme": ["convert", "--to", "labelme"],
+    "yolo": ["convert", "--to", "yolo", "--copy-images"],
 }
-#: ``stats`` on each folder of label maps (5k and 20k).
+#: The formats written from the ``scale_<size>`` tree instead: YOLO's reader takes each size from its image.
+FROM_TREE = {"yolo"}
+#: ``stats`` on each per-image folder (5k and 20k).
 MAP_JOBS = {f"stats-{name}": lambda folder, out: ["stats", str(folder), "--json"] for name in MAP_FORMATS}
 
 _LOAD_CHILD = """
@@ -116,15 +123,34 @@ print(seconds, peak / 1024)
 """
 
 
+_COMPILE_CHILD = """
+import compileall, segdata, segdata.converters, segdata.validators
+for package in (segdata, segdata.converters, segdata.validators):
+    for folder in package.__path__:
+        compileall.compile_dir(folder, quiet=1)
+"""
+
+
+def compile_bytecode(python: str = sys.executable) -> None:
+    """Write the bytecode of the segdata ``python`` imports, as ``pip install`` does.  With
+    ``PYTHONDONTWRITEBYTECODE`` set (this host sets it) an editable install compiles its modules again
+    in every timed run: ~0.2 s of the command's start, which a second worker cannot shorten."""
+    subprocess.run([python, "-c", _COMPILE_CHILD], check=True)
+
+
 def label_maps(size: str, name: str) -> Path:
-    """The folder of ``name`` label maps of ``synth_<size>.json``, written the first time it is asked for."""
+    """The ``name`` folder of ``synth_<size>.json`` (or of the tree, :data:`FROM_TREE`), written the first
+    time it is asked for."""
     folder = DATA / f"maps_{size}" / name
     if not (folder / "done").is_file():
-        source = DATA / f"synth_{size}.json"
+        source = TREES[size] if name in FROM_TREE else DATA / f"synth_{size}.json"
+        if name in FROM_TREE and not is_built(source):
+            sys.exit(f"{source} is missing; make it with: python benchmarks/synth_images.py")
         categories = DATA / f"maps_{size}" / "cityscapes_categories.json"
-        ids = sorted(category["id"] for category in json.loads(source.read_bytes())["categories"])
         categories.parent.mkdir(parents=True, exist_ok=True)
-        categories.write_text(json.dumps({str(i): at % 60 + 1 for at, i in enumerate(ids)}))
+        if name == "cityscapes":
+            ids = sorted(category["id"] for category in json.loads(source.read_bytes())["categories"])
+            categories.write_text(json.dumps({str(i): at % 60 + 1 for at, i in enumerate(ids)}))
         shutil.rmtree(folder, ignore_errors=True)
         command = [arg.format(categories=categories) for arg in MAP_FORMATS[name]]
         subprocess.run([sys.executable, "-m", "segdata", command[0], str(source), str(folder), *command[1:]],
@@ -260,8 +286,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="5k,20k,118k")
     parser.add_argument("--jobs", default=",".join(["load", *JOBS, *IMAGE_JOBS]),
                         help="load, annotation jobs (on synth_<size>.json), image jobs (on the "
-                             "scale_<size>/ JPEG trees, which exist at 5k and 20k only) and label-map "
-                             f"jobs ({', '.join(MAP_JOBS)}; 5k and 20k).")
+                             "scale_<size>/ JPEG trees, which exist at 5k and 20k only) and per-image "
+                             f"folder jobs ({', '.join(MAP_JOBS)}; 5k and 20k).")
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--jobs-118k", default="load,stats",
                         help="The jobs also run at 118k (each takes minutes; no image job: no 118k tree).")
@@ -283,7 +309,8 @@ def main() -> None:
     if unknown := sorted(set(backends + backends_118k) - set(BACKENDS)):
         sys.exit(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
     if images_at_118k := sorted(set(at_118k) & {*IMAGE_JOBS, *MAP_JOBS}):
-        sys.exit(f"no image or label-map folder at 118k for {', '.join(images_at_118k)}")
+        sys.exit(f"no image tree or per-image folder at 118k for {', '.join(images_at_118k)}")
+    compile_bytecode()
     before = os.getloadavg()[0]
     scaling_before = host_scaling()
     load, results = {}, {}
