@@ -124,7 +124,8 @@ class FingerprintTable:
         self.file_hashes[row] = fingerprint.file_hash
         self.hashes[row] = fingerprint.hashes
         self.errors[row] = fingerprint.error
-        self._thumbs.seek(row * THUMB * THUMB)
+        if self._thumbs.tell() != row * THUMB * THUMB:  # rows mostly come in order: a seek would flush
+            self._thumbs.seek(row * THUMB * THUMB)     # the buffer, a write call for every 1 KB thumbnail
         self._thumbs.write(np.ascontiguousarray(fingerprint.thumb, np.uint8).tobytes())
 
     def thumb(self, row: int) -> np.ndarray:
@@ -535,11 +536,11 @@ class FingerprintCache:
         row = self._rows.get(str(path)) if stamp is not None else None
         return row[2] if row is not None and row[:2] == stamp else None
 
-    def put(self, path: str | None, fingerprint: Fingerprint) -> None:
-        """Remember a readable file's fingerprint (no folder: nothing kept; unreadable: retried next time)."""
+    def put(self, path: str | None, fingerprint: Fingerprint, stamp: tuple[int, int] | None) -> None:
+        """Remember a readable file's fingerprint under its :meth:`stamp` from before it was read (no folder:
+        nothing kept; unreadable or unstamped: retried next time)."""
         if self.folder is None:
             return
-        stamp = self.stamp(path)
         if fingerprint.ok and stamp is not None:
             self._rows[str(path)] = (*stamp, fingerprint)
             self._dirty = True

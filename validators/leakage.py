@@ -211,19 +211,24 @@ def _scan(dataset: Dataset, paths: list[str | None], cache: FingerprintCache, wo
             yield image, annotations, path if first else None
 
     signatures = []
-    for path, fp, signature in map_images(_image_keys, jobs(), workers=workers, progress=progress):
+    for path, stamp, fp, signature in map_images(_image_keys, jobs(), workers=workers, progress=progress):
         if path is not None:
             table[row_of[path]] = fp
-            cache.put(path, fp)
+            cache.put(path, fp, stamp)
         signatures.append(signature)
     cache.save()
     return table, [row_of[p] for p in paths], hashed, len(row_of) - (None in row_of) - hashed, signatures
 
 
 def _image_keys(job: tuple[ImageRecord, Sequence[Annotation], str | None]) -> tuple:
-    """``(path, its fingerprint, the mask signature)`` of one image; no path: its file is hashed elsewhere."""
+    """``(path, its stamp, its fingerprint, the mask signature)`` of one image; no path: its file is hashed
+    elsewhere.  The stamp is taken before the file is read: a file changed meanwhile misses the cache next
+    time, and the command's process stats no file."""
     image, annotations, path = job
-    return path, None if path is None else fingerprint_file(path), _mask_signature((image, annotations))
+    if path is None:
+        return None, None, None, _mask_signature((image, annotations))
+    stamp = FingerprintCache.stamp(path)
+    return path, stamp, fingerprint_file(path), _mask_signature((image, annotations))
 
 
 def _near_pairs(table: FingerprintTable, rows: list[int], ok: list[int], max_distance: int, mirror: bool,

@@ -346,11 +346,15 @@ def test_radius_search_refuses_a_radius_outside_the_hash():
 
 
 def test_fingerprint_table_gives_back_each_rows_fingerprint(clean_copy):
-    """Rows written in any order read back exactly (the thumbnails from the table's temporary file)."""
+    """Rows written in any order, in runs or not, and read between writes, read back exactly (the
+    thumbnails from the table's temporary file, whose writes stay buffered while rows come in order)."""
     paths = [str(p) for p in sorted((clean_copy / "images").rglob("*.jpg"))[:4]] + [None]
     prints = [fingerprint_file(p) for p in paths]
     table = FingerprintTable(len(prints))
-    for row in (3, 0, 4, 2, 1):
+    for row in (3, 0, 1):
+        table[row] = prints[row]
+    assert np.array_equal(table.thumb(0), prints[0].thumb)  # a read among buffered writes
+    for row in (2, 4):
         table[row] = prints[row]
     for row, fp in enumerate(prints):
         assert (table.file_hashes[row], table.errors[row]) == (fp.file_hash, fp.error)
@@ -372,6 +376,25 @@ def test_cache_second_run_hashes_zero_images(clean_copy):
     Image.fromarray(_scene(5)).save(changed, format="JPEG")  # new content, new size and mtime: hashed again
     third = find_leaks(dataset, cache_dir=cache_dir, workers=1)
     assert (third.hashed, third.cached) == (1, 59)
+
+
+def test_a_file_changed_while_it_is_fingerprinted_misses_the_cache_next_time(clean_copy, monkeypatch):
+    """The cache keeps each file's size and mtime from before it was read, not after."""
+    cache_dir = clean_copy / ".segdata-cache"
+    dataset = coco.read(clean_copy)
+    changed = dataset.images[0].path
+
+    def rewritten_once_read(path):
+        fingerprint = fingerprint_file(path)
+        if Path(path) == Path(changed):
+            Image.fromarray(_scene(5)).save(changed, format="JPEG")
+        return fingerprint
+
+    monkeypatch.setattr("segdata.validators.leakage.fingerprint_file", rewritten_once_read)
+    assert find_leaks(dataset, cache_dir=cache_dir, workers=1).hashed == 60
+    monkeypatch.undo()
+    again = find_leaks(dataset, cache_dir=cache_dir, workers=1)
+    assert (again.hashed, again.cached) == (1, 59)
 
 
 def test_unwritable_cache_folder_is_skipped_and_counted(clean_copy):
