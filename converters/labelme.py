@@ -84,6 +84,8 @@ _IGNORE, _BACKGROUND = "__ignore__", "_background_"
 _REGIONS = {"polygon", "oriented_rectangle", "rectangle", "circle", "mask"}
 _NOT_REGIONS = {"line", "linestrip", "point", "points"}
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: Where a folder's labelme files are: its own, then one level of split subfolders.
+_JSON_GLOBS = ("*.json", "*/*.json")
 _SPLIT_ORDER = {"train": 0, "val": 1, "validation": 1, "test": 2}
 #: Largest gap between a circle's arc and its polygon's chords, in pixels.
 CIRCLE_TOLERANCE = 0.1
@@ -104,9 +106,7 @@ def _looks_like_labelme(path: Path) -> bool:
 
 def _json_files(path: Path) -> list[Path]:
     """The labelme files of a folder: its own, then one level of split subfolders."""
-    own = [p for p in sorted(path.glob("*.json")) if _looks_like_labelme(p)]
-    nested = [p for p in sorted(path.glob("*/*.json")) if _looks_like_labelme(p)]
-    return own + nested
+    return [p for pattern in _JSON_GLOBS for p in sorted(path.glob(pattern)) if _looks_like_labelme(p)]
 
 
 def sniff(path: str | Path) -> bool:
@@ -115,7 +115,7 @@ def sniff(path: str | Path) -> bool:
     if path.is_file():
         return path.suffix == ".json" and _looks_like_labelme(path)
     # one file settles it: sniffing every file's head would be a serial pass before the parallel read
-    candidates = chain(path.glob("*.json"), path.glob("*/*.json")) if path.is_dir() else ()
+    candidates = (p for pattern in _JSON_GLOBS for p in path.glob(pattern)) if path.is_dir() else ()
     return any(_looks_like_labelme(p) for p in candidates)
 
 
@@ -312,14 +312,15 @@ class _Label(NamedTuple):
 def _with_categories(read: ImageRead, dataset: Dataset, labels: Path | None) -> ImageRead:
     """``read`` with its rows' labels made category ids, a label no category has yet added as the next id
     (with a finding, when a labels file lists the categories)."""
+    by_name = {c.name: c.id for c in dataset.categories.values()}
     findings = []
     for item in read.findings:
         if not isinstance(item, _Label):
             findings.append(item)
             continue
-        if any(c.name == item.label for c in dataset.categories.values()):
+        if item.label in by_name:
             continue
-        cat_id = max(dataset.categories, default=0) + 1
+        cat_id = by_name[item.label] = max(dataset.categories, default=0) + 1
         dataset.categories[cat_id] = Category(cat_id, item.label)
         if labels is not None:
             findings.append(Finding("category-unknown", "warning", f"label {item.label!r} is not in "
@@ -327,7 +328,6 @@ def _with_categories(read: ImageRead, dataset: Dataset, labels: Path | None) -> 
                                     read.image.id, None, item.path, {"shape": item.shape}))
     read.findings = findings
     if read.rows is not None:
-        by_name = {c.name: c.id for c in dataset.categories.values()}
         read.rows[2]["category_id"] = [by_name[label] for label in read.rows[2]["category_id"]]
     return read
 
