@@ -36,11 +36,9 @@ CHUNK_BYTES = 1 << 18
 _GAP = 1 << 16
 
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
-_STEP = np.zeros(256, np.int8)  # how a byte outside strings changes the depth
+_STEP = np.zeros(256, np.int8)  # how a bracket outside strings changes the depth
 _STEP[[ord("{"), ord("[")]] = 1
 _STEP[[ord("}"), ord("]")]] = -1
-_SCANNED = _STEP != 0
-_SCANNED[[_QUOTE, _BACKSLASH]] = True
 
 
 class Unscannable(ValueError):
@@ -53,41 +51,55 @@ def _structure(handle: BinaryIO) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Returns the positions of (opening quotes at depth 1, ``{`` or ``[``
     opening at depth 2, brackets closing back to depth 1), outside strings.
     Depth counts the brackets open *after* a byte: 1 inside the top-level
-    object.  The file is read block by block and only its quotes,
-    backslashes and brackets are looked at, so memory stays small whatever
-    the file's size.
+    object.  The file is read block by block; in each, quotes and brackets
+    are found by whole-block comparisons, a bracket is inside a string if an
+    odd number of quotes came before it, and only the few stretches at depth 1
+    are searched for keys, so memory stays small whatever the file's size.
     """
     depth, in_string, escaped_next = 0, 0, False
     keys, items, ends = [], [], []
     handle.seek(0)
     start = 0
+    folded = np.empty(SCAN_BLOCK, np.uint8)  # buffers reused by every block: fresh ones are faulted in anew
+    is_mark, is_quote = np.empty(SCAN_BLOCK, bool), np.empty(SCAN_BLOCK, bool)
     while raw := handle.read(SCAN_BLOCK):
         block = np.frombuffer(raw, np.uint8)
-        where = np.flatnonzero(_SCANNED[block])
-        chars = block[where]
-        quote = chars == _QUOTE
-        slashes = np.flatnonzero(chars == _BACKSLASH)
-        if escaped_next or len(slashes):  # rare in COCO files (Windows paths): walk only the backslashes
+        n = len(block)
+        # [ \ ] and { | } differ by 0x20 only: one fold and one comparison find them all (| has no step)
+        np.subtract(np.bitwise_or(block, 0x20, out=folded[:n]), ord("{"), out=folded[:n])
+        marks = np.flatnonzero(np.less_equal(folded[:n], 2, out=is_mark[:n]))
+        np.equal(block, _QUOTE, out=is_quote[:n])
+        kinds = block[marks]
+        slashes = marks[kinds == _BACKSLASH]
+        if escaped_next or len(slashes):  # few (RLE counts, Windows paths): walk only the backslashes
             escaped, skip = ([0], 0) if escaped_next else ([], -1)
-            for position in where[slashes].tolist():
+            for position in slashes.tolist():
                 if position != skip:
                     escaped.append(position + 1)
                     skip = position + 1
-            escaped_next = bool(escaped) and escaped[-1] == len(block)
-            quote[np.isin(where, escaped)] = False
-        parity = (np.cumsum(quote, dtype=np.uint8) + in_string) & 1
-        in_string = int(parity[-1]) if len(parity) else in_string
-        step = _STEP[chars]
-        step[parity == 1] = 0
+            escaped_next = bool(escaped) and escaped[-1] == n
+            is_quote[escaped[:-1] if escaped_next else escaped] = False  # an escaped quote is a string's byte
+        quotes = np.flatnonzero(is_quote[:n])
+        step = _STEP[kinds]
+        outside = (step != 0) & ((np.searchsorted(quotes, marks) + in_string) & 1 == 0)
+        marks, step = marks[outside], step[outside]
         after = np.cumsum(step, dtype=np.int64) + depth
-        depth = int(after[-1]) if len(after) else depth
         if len(after) and after.min() < 0:
             raise Unscannable("unbalanced brackets")
-        opening_quote = quote & (parity == 1)
-        keys.append(where[opening_quote & (after == 1)] + start)
-        items.append(where[(step == 1) & (after == 3)] + start)
-        ends.append(where[(step == -1) & (after == 1)] + start)
-        start += len(block)
+        # keys: opening quotes in the stretches at depth 1, from a bracket (or the block's start) to the next
+        level = np.concatenate(([depth], after))
+        at_one = np.flatnonzero(level == 1)
+        if len(at_one):
+            bounds = np.concatenate(([-1], marks, [n]))
+            first, last = np.searchsorted(quotes, bounds[at_one]), np.searchsorted(quotes, bounds[at_one + 1])
+            count = last - first
+            nth = np.repeat(first - np.cumsum(count) + count, count) + np.arange(count.sum())
+            keys.append(quotes[nth[(nth + in_string) & 1 == 0]] + start)
+        items.append(marks[(step == 1) & (after == 3)] + start)
+        ends.append(marks[(step == -1) & (after == 1)] + start)
+        depth = int(after[-1]) if len(after) else depth
+        in_string = (in_string + len(quotes)) & 1
+        start += n
     if depth != 0 or in_string:
         raise Unscannable("unterminated document")
     return tuple(np.concatenate(found) if found else np.zeros(0, np.int64) for found in (keys, items, ends))

@@ -3,6 +3,8 @@ or steps aside."""
 
 from __future__ import annotations
 
+import random
+
 import orjson
 import pytest
 
@@ -52,6 +54,32 @@ def test_strings_escapes_and_nesting(tmp_path, tiny_blocks, text, items):
     head, streamed = _streamed(path)
     assert streamed == items == orjson.loads(text)["annotations"]
     assert head["annotations"] == []
+
+
+def test_random_documents_with_quotes_backslashes_and_brackets_in_strings(tmp_path, monkeypatch):
+    """Keys and strings made of the very bytes the scan looks at, on blocks of 1 to 8 bytes."""
+    rng = random.Random(7)
+
+    def text() -> str:
+        return "".join(rng.choice('"\\[]{}|a ,:') for _ in range(rng.randint(0, 6)))
+
+    def value(depth: int):
+        roll = rng.random()
+        if depth > 3 or roll < 0.3:
+            return rng.choice([1, 2.5, None, True, text()])
+        if roll < 0.6:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return {text(): value(depth + 1) for _ in range(rng.randint(0, 3))}
+
+    path = tmp_path / "a.json"
+    for round_ in range(300):
+        document = {text(): value(1) for _ in range(rng.randint(0, 3))}
+        document["annotations"] = [rng.choice([{text(): value(2)}, [value(2)]])
+                                   for _ in range(rng.randint(0, 4))]
+        path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 if round_ % 2 else 0))
+        monkeypatch.setattr(jsonstream, "SCAN_BLOCK", 1 + round_ % 8)
+        head, items = _streamed(path)
+        assert items == document["annotations"] and head == {**document, "annotations": []}, path.read_text()
 
 
 @pytest.mark.parametrize("text", [
