@@ -58,6 +58,20 @@ def test_every_conformance_json_is_sniffed_and_no_coco_json_is(conformance_dir):
     assert not any(converters.get("coco").sniff(p) for p in claimed)
 
 
+def test_a_folders_other_json_files_and_a_folder_named_json_are_passed_over(samples_dir, tmp_path):
+    folder = shutil.copytree(samples_dir / "labelme", tmp_path / "labelme")
+    (folder / "train" / "classes.json").write_text('{"names": ["a", "b"]}')
+    (folder / "val" / "notes.json").mkdir()
+
+    def found(root: Path) -> list[Path]:
+        return [p.relative_to(root) for p in labelme._json_files(root)]
+
+    assert found(folder) == found(samples_dir / "labelme")
+    read, original = labelme.read(folder), labelme.read(samples_dir / "labelme")
+    assert [(i.id, i.file_name, i.split) for i in read.images] == \
+        [(i.id, i.file_name, i.split) for i in original.images]
+
+
 def test_primitives_each_shape_type(conformance_dir):
     dataset = labelme.read(conformance_dir / EXAMPLES / "primitives")
     areas = [(dataset.categories[a.category_id].name, a.mask.area) for a in dataset.annotations]
