@@ -389,10 +389,11 @@ def shape_codes(heights: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np
     codes = np.empty(len(heights), np.int32)
     for low in range(0, len(heights), 1 << 16):
         run = slice(low, low + (1 << 16))
+        run_h, run_w = heights[run], widths[run]
         # one int64 a pair, in (height, width) order: a plain sort, 14x faster than np.unique(axis=0)'s
-        keys = heights[run].astype(np.int64) * (1 << 32) + widths[run].astype(np.int64)
-        _keys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        pairs = zip(heights[run][first].tolist(), widths[run][first].tolist())
+        keys = run_h.astype(np.int64) * (1 << 32) + run_w.astype(np.int64)
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        pairs = zip(run_h[first].tolist(), run_w[first].tolist())
         local = np.array([index.setdefault(pair, len(index)) for pair in pairs], np.int32)
         codes[run] = local[inverse.reshape(-1)]
     return np.array(list(index), np.int64).reshape(-1, 2), narrow(codes)
