@@ -11,7 +11,6 @@ from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -250,15 +249,14 @@ class Dataset:
 
     def iter_images(self) -> Iterator[tuple[ImageRecord, Sequence[Annotation]]]:
         """Each image with its annotations, so that masks are decoded one image at a time."""
-        grouped = self.annotations_by_image()
-        if not hasattr(grouped, "get_each"):
-            for image in self.images:
-                yield image, grouped.get((image.split, image.id), [])
-            return
-        images = iter(self.images)
-        while batch := list(islice(images, 4096)):  # stored annotations: looked up 4096 images at a time
-            for image, group in zip(batch, grouped.get_each([(image.split, image.id) for image in batch])):
-                yield image, group if group is not None else []
+        return iter(self.image_items())
+
+    def image_items(self, attach: Mapping[tuple[str, int], Any] | None = None) -> Sequence[tuple]:
+        """What :meth:`iter_images` yields, as a sequence for :func:`segdata.parallel.map_images`: its
+        batches travel to workers as columns (:class:`segdata.image_items.ImageItems`)."""
+        from segdata.image_items import ImageItems
+
+        return ImageItems(self.images, self.annotations_by_image(), attach)
 
     def images_frame(self) -> pd.DataFrame:
         """One row per image: split, id, file_name, width, height, group."""

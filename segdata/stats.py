@@ -342,9 +342,7 @@ def class_stats(
     tally = _Tally(len(dataset.splits))
     label_maps = label_maps or {}
     fold = partial(_tally_batch, config=config, splits=tuple(dataset.splits))
-    items = ((image, annotations, label_maps.get((image.split, image.id)))
-             for image, annotations in dataset.iter_images())
-    for part in map_batches(fold, items, workers=workers, progress=progress):
+    for part in map_batches(fold, dataset.image_items(attach=label_maps), workers=workers, progress=progress):
         tally.merge(part)
 
     names = {config.background_value: BACKGROUND, **{c.id: c.name for c in dataset.categories.values()}}

@@ -71,6 +71,26 @@ class _Rows:
         return _unpack_rows, (self.files, self.splits, self.defects, self.decode, self.load, self.table.dtype,
                               self.table.tobytes())
 
+    def cut(self, first: int, stop: int) -> _Rows:
+        """Rows ``first`` to ``stop``, with only the files they are in."""
+        return _Rows(self.files, self.splits, self.defects, self.decode, self.table[first:stop],
+                     self.load).detached()
+
+    def detached(self) -> _Rows:
+        """These rows with only the files they are in: a helper is sent its few paths, not all of them."""
+        if len(self.files) <= 1:
+            return self
+        table = self.table.copy()  # not a view's base: its rows are renumbered
+        column = table["file"]
+        if len(column) and (column == column[0]).all():  # as a rule, an image's rows: np.unique is slower
+            used = column[:1].tolist()
+            column[...] = 0
+        else:
+            used, table["file"] = np.unique(column, return_inverse=True)
+            used = used.tolist()
+        files = tuple(self.files[i] for i in used)
+        return _Rows(files, self.splits, self.defects, self.decode, table, self.load)
+
     def build(self) -> list[Annotation]:
         """Read, parse and decode the rows, in their order."""
         c = self.table
@@ -216,18 +236,7 @@ class StoredAnnotations(Sequence[Annotation]):
 
     def _detached(self, table: np.ndarray) -> _Rows:
         """``table``'s rows as a :class:`_Rows`, with only the files they are in."""
-        files = self.files
-        if len(files) > 1:  # one file per image: a helper is sent its few paths, not all of them
-            table = table.copy()  # not a view's base: its rows are renumbered
-            column = table["file"]
-            if len(column) and (column == column[0]).all():  # as a rule, an image's rows: np.unique is slower
-                used = column[:1].tolist()
-                column[...] = 0
-            else:
-                used, table["file"] = np.unique(column, return_inverse=True)
-                used = used.tolist()
-            files = tuple(files[i] for i in used)
-        return _Rows(files, self.splits, self.defects, self.decode, table, self.load)
+        return _Rows(self.files, self.splits, self.defects, self.decode, table, self.load).detached()
 
     def __len__(self) -> int:
         return len(self.columns["id"])
@@ -462,30 +471,26 @@ class _GroupedRows(Mapping[tuple[str, int], AnnotationGroup]):
             raise KeyError(key)
         return AnnotationGroup(self._store.rows(self._order[span[0]:span[1]]))
 
-    def get_each(self, keys: Sequence[tuple[str, int]]) -> Iterator[AnnotationGroup | None]:
-        """``get`` of each key in turn, all found at once: one search per split and one gather per column
-        for all the keys, not one of each per key (~25 µs a key, most of what iterating over images cost).
-
-        The groups are made as they are asked for, and not kept: a group keeps
-        its annotations once parsed, and a list of 4096 of them held them all.
-        """
-        spans = np.zeros((len(keys), 2), np.int64)  # (low, high) in ``order``; (0, 0): not found
-        places: dict[str, list[int]] = {}
-        for place, (name, image_id) in enumerate(keys):
-            if isinstance(image_id, (int, np.integer)):  # as get: an id of another type is no image's
-                places.setdefault(name, []).append(place)
-        for name, at_keys in places.items():
-            ids, bounds = self._per_split.get(self._split_index.get(name), (np.zeros(0, np.int64), None))
-            if not len(ids):  # no such split
-                continue
-            hit, at = find_sorted(ids, np.array([keys[place][1] for place in at_keys]))
-            spans[np.array(at_keys)[hit]] = np.stack([bounds[at[hit]], bounds[at[hit] + 1]], axis=1)
+    def rows_of(self, splits: np.ndarray, ids: np.ndarray) -> tuple[_Rows, np.ndarray]:
+        """The rows of the annotations of images ``(splits[i], ids[i])``, one image's after another, and how
+        many each has (0: none, or no such image): one search per split and one gather per column for all
+        the images, not one of each per image (~25 µs an image, most of what iterating over them cost)."""
+        spans = np.zeros((len(ids), 2), np.int64)  # (low, high) in ``order``; (0, 0): not found
+        ids = np.asarray(ids)
+        if ids.dtype.kind in "iu":  # as get: an id of another type is no image's
+            nothing = (np.zeros(0, np.int64), None)
+            for name in dict.fromkeys(splits.tolist()):
+                stored_ids, bounds = self._per_split.get(self._split_index.get(name), nothing)
+                if not len(stored_ids):  # no such split
+                    continue
+                at_keys = np.flatnonzero(splits == name)
+                hit, at = find_sorted(stored_ids, ids[at_keys])
+                spans[at_keys[hit]] = np.stack([bounds[at[hit]], bounds[at[hit] + 1]], axis=1)
         lengths = spans[:, 1] - spans[:, 0]
         ends = np.cumsum(lengths)
         table = self._store._table(self._order[np.repeat(spans[:, 0] - ends + lengths, lengths)
                                                + np.arange(ends[-1] if len(ends) else 0)])
-        for end, length in zip(ends.tolist(), lengths.tolist()):
-            yield AnnotationGroup(self._store._detached(table[end - length:end])) if length else None
+        return self._store._detached(table), lengths
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, tuple) and len(key) == 2 and self._span(key) is not None

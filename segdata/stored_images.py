@@ -12,6 +12,7 @@ objects, so changing one does not change the store.
 
 from __future__ import annotations
 
+import copy
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -107,6 +108,16 @@ class StoredImages(Sequence[ImageRecord]):
     def __iter__(self) -> Iterator[ImageRecord]:
         for first in range(0, len(self), 4096):
             yield from self._records(first, min(first + 4096, len(self)))
+
+    def cut(self, first: int, stop: int) -> StoredImages:
+        """Images ``first`` to ``stop`` as a store of their own: what a batch of them travels as."""
+        part = copy.copy(self)  # its columns are narrow already: not narrowed again (~0.7 µs an image)
+        ends = self._name_ends[first:stop]
+        start = int(self._name_ends[first - 1]) if first else 0
+        end = int(ends[-1]) if len(ends) else start
+        part.columns = {name: values[first:stop] for name, values in self.columns.items()}
+        part._names, part._name_ends = self._names[start:end], ends - start
+        return part
 
     def values(self, name: str) -> np.ndarray:
         """One field of every image, in order: ``split`` as names, the numbers as they are stored."""

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from functools import partial
 
 import numpy as np
@@ -210,6 +211,9 @@ def test_dask_local_cluster_gives_the_same_results(recwarn):
         assert sum(done) == 103
         assert os.getpid() not in set(map_images(_where, range(20), batch_size=5))  # all of it on the cluster
         assert list(map_batches(len, iter(range(600)))) == [256, 256, 88]  # tasks worth a cluster's overhead
+        sizes = list(map_batches(len, range(20000)))  # of a sequence, larger ones whose last ones shrink
+        assert sizes[:3] == [1024] * 3 and sizes == sorted(sizes, reverse=True) and sizes[-2] == 64
+        assert sum(sizes) == 20000
         if parallel._libc is not None:  # a worker's heap reuses freed pages, as a local helper's does
             assert list(map_images(_page_faults_of_the_next_images, [None])) < [50]
         # its scheduler runs in this process and passes the batches on without unpickling them
@@ -224,10 +228,10 @@ def test_dask_local_cluster_gives_the_same_results(recwarn):
     assert not [w for w in recwarn if "already in use" in str(w.message)]
 
 
-def _where_slow_at_home(x: int, home: int) -> tuple[int, int]:
+def _where_slow_at_home(batch: Sequence[int], home: int) -> list[tuple[int, int]]:
     if os.getpid() == home:  # the command's own batches take a while: the cluster comes up meanwhile
-        time.sleep(0.02)
-    return x, os.getpid()
+        time.sleep(0.02 * len(batch))
+    return [(x, os.getpid()) for x in batch]
 
 
 def test_a_local_cluster_starting_in_the_background_takes_over_from_this_process(monkeypatch):
@@ -237,8 +241,10 @@ def test_a_local_cluster_starting_in_the_background_takes_over_from_this_process
         assert parallel._dask is None and parallel._dask_starting is not None
         done = []
         job = partial(_where_slow_at_home, home=os.getpid())
-        found = list(map_images(job, range(2000), progress=done.append))
+        parts = list(map_batches(job, range(2000), progress=done.append))
+        found = [pair for part in parts for pair in part]
         assert [x for x, _ in found] == list(range(2000)) and sum(done) == 2000
+        assert len(parts[-1]) < len(parts[-2])  # the cluster went on with the rest of the range: it shrinks
         here = [pid == os.getpid() for _, pid in found]
         assert here[0] and not here[-1] and here == sorted(here, reverse=True)  # here first, then the cluster
         assert parallel._dask is not None

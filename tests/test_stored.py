@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
@@ -123,12 +124,13 @@ def test_images_looked_up_together_get_the_groups_looked_up_one_by_one(samples_d
     dataset = coco.read(samples_dir / "coco-dirty")
     grouped = dataset.annotations_by_image()
     keys = [(image.split, image.id) for image in dataset.images][::-1]
-    keys += [("train", 10 ** 9), ("no-such-split", keys[0][1]), ("train", "7"), keys[3]]
-    together = list(grouped.get_each(keys))
-    assert [None if g is None else [repr(a) for a in g] for g in together] == \
-        [None if grouped.get(k) is None else [repr(a) for a in grouped[k]] for k in keys]
-    assert together[-4:-1] == [None] * 3 and len({s for s, _ in keys[:-4]}) == 3
-    assert [repr(a) for a in pickle.loads(pickle.dumps(together[0]))] == [repr(a) for a in together[0]]
+    keys += [("train", 10 ** 9), ("no-such-split", keys[0][1]), keys[3]]
+    rows, lengths = grouped.rows_of(np.array([s for s, _ in keys], object), np.array([i for _, i in keys]))
+    ends = np.cumsum(lengths).tolist()
+    together = [[repr(a) for a in rows.cut(end - n, end).build()] for end, n in zip(ends, lengths.tolist())]
+    assert together == [[repr(a) for a in grouped.get(k, [])] for k in keys]
+    assert lengths[-3:-1].tolist() == [0, 0] and len({s for s, _ in keys[:-3]}) == 3
+    assert not grouped.rows_of(np.array(["train"], object), np.array(["7"]))[1].any()  # as get: "7" is no id
     walked = [(image.id, [repr(a) for a in group]) for image, group in dataset.iter_images()]
     assert walked == [(image.id, [repr(a) for a in grouped.get((image.split, image.id), [])])
                       for image in dataset.images]
@@ -187,9 +189,11 @@ def test_records_of_one_file_per_image_are_loaded_again_from_that_file_alone(tmp
         [[3, 6]], load=_records_of)
     group = store.by_image()[("train", 2)]
     assert group._rows.files == (files[1],)  # a helper is sent the one path it reads
-    together = list(store.by_image().get_each([("train", 3), ("train", 9), ("train", 2)]))
-    assert [g._rows.files if g else None for g in together] == [(files[2],), None, (files[1],)]
-    assert [a.id for a in together[0]] == [30, 31] and [a.id for a in together[2]] == [20, 21]
+    rows, lengths = store.by_image().rows_of(np.array(["train"] * 3, object), np.array([3, 9, 2]))
+    assert rows.files == (files[1], files[2]) and lengths.tolist() == [2, 0, 2]  # only these rows' paths
+    together = [rows.cut(0, 2), rows.cut(2, 4)]  # an image's rows: only its path
+    assert [g.files for g in together] == [(files[2],), (files[1],)]
+    assert [a.id for a in together[0].build()] == [30, 31] and [a.id for a in together[1].build()] == [20, 21]
     across = store.rows(np.array([3, 4]))  # rows of two files: both paths sent, the rows renumbered
     assert across.files == (files[1], files[2]) and [a.id for a in across.build()] == [21, 30]
     expected = [coco._decode(r, "train", 3, 6, None, True) for r in _records_of(files[1])]
