@@ -113,6 +113,11 @@ def _profiles(dask_worker) -> bool:
     return "profile" in dask_worker.periodic_callbacks
 
 
+def _done_at(x: int) -> float:
+    time.sleep(1.0 if x == 0 else 0.01)
+    return time.time()
+
+
 def _fail_on_seven(x: int) -> int:
     if x == 7:
         raise ZeroDivisionError(f"item {x}")
@@ -214,6 +219,8 @@ def test_dask_local_cluster_gives_the_same_results(recwarn):
         sizes = list(map_batches(len, range(20000)))  # of a sequence, larger ones whose last ones shrink
         assert sizes[:3] == [1024] * 3 and sizes == sorted(sizes, reverse=True) and sizes[-2] == 64
         assert sum(sizes) == 20000
+        done_at = list(map_images(_done_at, range(12), batch_size=1))  # while the first runs, the other
+        assert sum(t < done_at[0] for t in done_at[1:]) >= 6  # worker goes on past the 4 batches in flight
         if parallel._libc is not None:  # a worker's heap reuses freed pages, as a local helper's does
             assert list(map_images(_page_faults_of_the_next_images, [None])) < [50]
         # its scheduler runs in this process and passes the batches on without unpickling them
