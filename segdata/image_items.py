@@ -74,17 +74,20 @@ class ImageItems(Sequence[tuple]):
         images = self._images
         images = images.cut(first, stop) if hasattr(images, "cut") else images[first:stop]
         splits, ids = image_values(images, "split"), image_values(images, "id")
-        grouped, bounds = self._grouped, None
+        grouped = self._grouped
         if hasattr(grouped, "rows_of"):  # stored annotations: one table for all, cut per image where used
             groups, lengths = grouped.rows_of(splits, ids)
             bounds = np.r_[0, np.cumsum(lengths)]
-        if bounds is None or self._attach:
-            keys = list(zip(splits.tolist(), ids.tolist()))
-            if bounds is None:
-                groups = [grouped.get(key, []) for key in keys]
-        attached = None if self._attach is None else [None] * len(ids) if not self._attach else \
-            [self._attach.get(key) for key in keys]
+        else:
+            groups, bounds = [grouped.get(key, []) for key in _keys(splits, ids)], None
+        attached, attach = None, self._attach
+        if attach is not None:  # as a rule empty: no lookups then
+            attached = [attach.get(key) for key in _keys(splits, ids)] if attach else [None] * len(ids)
         return ImageBatch(images, groups, bounds, attached)
+
+
+def _keys(splits: np.ndarray, ids: np.ndarray) -> Iterator[tuple[str, int]]:
+    return zip(splits.tolist(), ids.tolist())
 
 
 class ImageBatch(Sequence[tuple]):

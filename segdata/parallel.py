@@ -273,7 +273,7 @@ def _fold_batch(fold: Callable[[list[Any]], Any], batch: list[Any]) -> list[Any]
 
 
 def _batches(items: Iterable[T], size: int, workers: int = 1) -> Iterator[Sequence[T]]:
-    """Batches of ``size`` items; of a sequence, its slices, the last ones shrinking to one item.
+    """Batches of ``size`` items (of a sequence, its slices); when their count is known, the last ones shrink.
 
     A helper holds about three batches that no one else can take back, and
     at the end everyone waits for them: when the count is known, each batch
