@@ -407,7 +407,8 @@ def _on_cluster(run: Callable[[Callable, list], list], fn: Callable, items: Iter
     :func:`prepare` forked for ``workers``, a few batches each at a time: a 2-worker cluster took 3.2 s to
     come up while ``stats`` read 20k COCO images, so the read ran in this process alone."""
     if _cluster(wait=False) is None:  # a sequence is cut where the cluster took over: its last batches shrink
-        sequence, rest, done = isinstance(items, Sequence), iter(items), 0
+        sequence, done = isinstance(items, Sequence), 0
+        rest = None if sequence else iter(items)  # a sequence is cut by position instead
         size = batch_size or LOCAL_BATCH
         helpers = _started[1] if workers > 1 and _started is not None and _started[0] == workers else None
         while _cluster(wait=False) is None:
