@@ -26,7 +26,7 @@ _CHUNK = 4096
 
 class ImageItems(Sequence[tuple]):
     """Each image with its annotations (``[]`` for none), in image order; with ``attach``, a third value:
-    ``attach.get((split, image id))``.
+    ``attach.get((split, image id))``, or for a sequence, its item at the image's position.
 
     Slices are views; pickled, a view is its images and their annotations
     as columns (:class:`ImageBatch`).
@@ -37,12 +37,13 @@ class ImageItems(Sequence[tuple]):
     grouped : mapping
         ``(split, image id)`` -> that image's annotations, as
         :meth:`segdata.model.Dataset.annotations_by_image` gives them.
-    attach : mapping, optional
-        A value per image to pass along (default: items are pairs).
+    attach : mapping or sequence, optional
+        A value per image to pass along, by ``(split, image id)`` or by
+        position (default: items are pairs).
     """
 
     def __init__(self, images: Sequence[ImageRecord], grouped: Mapping[tuple[str, int], Sequence[Annotation]],
-                 attach: Mapping[tuple[str, int], Any] | None = None, span: tuple[int, int] | None = None):
+                 attach: Mapping[tuple[str, int], Any] | Sequence[Any] | None = None, span: tuple[int, int] | None = None):
         self._images, self._grouped, self._attach = images, grouped, attach
         self._first, self._stop = span if span is not None else (0, len(images))
 
@@ -81,8 +82,10 @@ class ImageItems(Sequence[tuple]):
         else:
             groups, bounds = [grouped.get(key, []) for key in _keys(splits, ids)], None
         attached, attach = None, self._attach
-        if attach is not None:  # as a rule empty: no lookups then
+        if isinstance(attach, Mapping):  # as a rule empty: no lookups then
             attached = [attach.get(key) for key in _keys(splits, ids)] if attach else [None] * len(ids)
+        elif attach is not None:
+            attached = list(attach[first:stop])
         return ImageBatch(images, groups, bounds, attached)
 
 

@@ -251,7 +251,8 @@ class Dataset:
         """Each image with its annotations, so that masks are decoded one image at a time."""
         return iter(self.image_items())
 
-    def image_items(self, attach: Mapping[tuple[str, int], Any] | None = None) -> Sequence[tuple]:
+    def image_items(self, attach: Mapping[tuple[str, int], Any] | Sequence[Any] | None = None
+                    ) -> Sequence[tuple]:
         """What :meth:`iter_images` yields, as a sequence for :func:`segdata.parallel.map_images`: its
         batches travel to workers as columns (:class:`segdata.image_items.ImageItems`)."""
         from segdata.image_items import ImageItems

@@ -69,3 +69,13 @@ def test_attached_values_come_as_a_third_item(samples_dir):
     assert [extra for _, _, extra in items[:3]] == [None, "map.png", None]
     assert [extra for _, _, extra in pickle.loads(pickle.dumps(items[:3]))] == [None, "map.png", None]
     assert [extra for *_, extra in dataset.image_items(attach={})][:2] == [None, None]
+
+
+def test_a_sequence_attaches_by_position_even_where_ids_repeat(samples_dir):
+    dataset = coco.read(samples_dir / "coco-dirty")
+    first = dataset.images[0]
+    dataset.images = [first, first, *dataset.images[1:]]  # one id twice: a mapping could not tell them apart
+    values = [f"v{k}" for k in range(len(dataset.images))]
+    items = dataset.image_items(attach=values)
+    assert [extra for _, _, extra in items] == values
+    assert [extra for _, _, extra in pickle.loads(pickle.dumps(items[1:4]))] == values[1:4]

@@ -48,7 +48,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import combinations
@@ -203,15 +203,14 @@ def _scan(dataset: Dataset, paths: list[str | None], cache: FingerprintCache, wo
         else:
             table[row] = fp
     hashed = len(todo)
-
-    def jobs() -> Iterator[tuple[ImageRecord, Sequence[Annotation], str | None]]:
-        for (image, annotations), path in zip(dataset.iter_images(), paths):
-            first = path in todo
-            todo.discard(path)
-            yield image, annotations, path if first else None
+    to_hash = []  # each image's path if it is the first to name a file not cached, else None
+    for path in paths:
+        to_hash.append(path if path in todo else None)
+        todo.discard(path)
 
     signatures = []
-    for path, stamp, fp, signature in map_images(_image_keys, jobs(), workers=workers, progress=progress):
+    items = dataset.image_items(attach=to_hash)
+    for path, stamp, fp, signature in map_images(_image_keys, items, workers=workers, progress=progress):
         if path is not None:
             table[row_of[path]] = fp
             cache.put(path, fp, stamp)
