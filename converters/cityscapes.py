@@ -490,7 +490,8 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
                     key=lambda p: (_SPLIT_ORDER.get(p.name, 3), p.name))
     jobs = [job for split_dir in splits for job in _split_jobs(split_dir)]
     rows = AnnotationColumns()
-    reads = map_images(partial(_read_image, (categories, images_dir)), jobs, workers=read_workers(len(jobs)))
+    reads = map_images(partial(_read_image, (categories, images_dir)), jobs, workers=read_workers(len(jobs)),
+                       reading=True)
     for _split, split_reads in groupby(reads, key=lambda read: read.image.split):  # ids count per split
         add_image_reads(dataset, rows, split_reads)
     dataset.annotations = rows.store(_decode, _load)

@@ -165,7 +165,7 @@ def _index_file(json_path: Path, arrays: dict[str, tuple[np.ndarray, int]]) -> _
     (:data:`_CLUSTER_INDEX_BYTES` on a Dask cluster), on every core.  Tasks are made as they are sent, and
     the records' offsets (7 MB at 860k records) are gone before the columns are joined."""
     starts, closing = arrays.pop("annotations")
-    size = _CLUSTER_INDEX_BYTES if on_cluster() else _INDEX_BYTES
+    size = _CLUSTER_INDEX_BYTES if on_cluster(reading=True) else _INDEX_BYTES
 
     def tasks() -> Iterator[tuple[str, int, np.ndarray, np.ndarray]]:
         first = 0
@@ -174,7 +174,7 @@ def _index_file(json_path: Path, arrays: dict[str, tuple[np.ndarray, int]]) -> _
             first += len(chunk)
 
     workers = None if len(starts) and closing - starts[0] > size else 1  # one task: no helper
-    parts = list(map_images(_index_records, tasks(), batch_size=1, workers=workers))
+    parts = list(map_images(_index_records, tasks(), batch_size=1, workers=workers, reading=True))
     del starts
     return _Index.join(parts)
 

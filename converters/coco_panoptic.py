@@ -222,7 +222,7 @@ class _Split:
                 checked.append((record, found))
                 yield record.png_job(keep_masks=self.rows is None)
 
-        for facts in map_images(_png_facts, jobs(), workers=workers):
+        for facts in map_images(_png_facts, jobs(), workers=workers, reading=True):
             record, found = checked.popleft()
             self.sink.extend(found)
             cut = facts is not None and self._apply(record, facts)

@@ -175,7 +175,8 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
                 checked.append(reader.check_entry(raw, index, span))
                 yield checked[-1].job
 
-        for facts in map_images(_map_facts, jobs(), workers=read_workers(len(entries.keys))):
+        for facts in map_images(_map_facts, jobs(), workers=read_workers(len(entries.keys)),
+                                reading=True):
             reader.add_entry(checked.popleft(), facts)
     dataset.annotations = reader.annotations()
     return dataset

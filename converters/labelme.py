@@ -197,7 +197,7 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
     jobs = [(image_id, json_path, split_of(json_path), images_root)
             for image_id, json_path in enumerate(files, start=1)]
     columns = AnnotationColumns()
-    reads = map_images(_read_file, jobs, workers=read_workers(len(jobs)))
+    reads = map_images(_read_file, jobs, workers=read_workers(len(jobs)), reading=True)
     add_image_reads(dataset, columns, (_with_categories(read, dataset, labels) for read in reads))
     dataset.annotations = columns.store(_decode, _load)
     return dataset

@@ -308,7 +308,7 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
     split_index = {split: index for index, split in enumerate(splits)}
     file_split = np.array([split_index[split] for _, split in files], np.int16)
     chunks = list(map_batches(_index_files, paths, batch_size=_FILES_PER_TASK,
-                              workers=None if len(paths) > 4 * _FILES_PER_TASK else 1))
+                              workers=None if len(paths) > 4 * _FILES_PER_TASK else 1, reading=True))
     dataset = Dataset({CATEGORY.id: Category(CATEGORY.id, CATEGORY.name)}, [], [], source_format="sa1b")
     root = Path(images_root) if images_root else None
     images = (image for chunk in chunks for image in chunk.images)  # batches shrink at the end: sizes vary

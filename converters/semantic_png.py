@@ -196,7 +196,7 @@ def read(path: str | Path, *, classes: str | Path | None = None,
             for map_file, image in zip(maps, dataset.images)]
     rows = AnnotationColumns()
     next_id = 1
-    reads = map_images(_map_facts, jobs, workers=read_workers(len(maps)))
+    reads = map_images(_map_facts, jobs, workers=read_workers(len(maps)), reading=True)
     for map_file, image, facts in zip(maps, dataset.images, reads):
         next_id = _add_map(dataset, rows, table, map_file, image, facts, next_id)
     dataset.annotations = rows.store(_decode, _load)

@@ -254,7 +254,8 @@ def read(path: str | Path, *, classes: str | Path | None = None,
             for image_id, stem in enumerate(stems, start=1)]
     context = _Context(frozenset(dataset.categories), class_lookup, object_lookup, frozenset(void_indices))
     rows = AnnotationColumns()
-    reads = map_images(partial(_read_image, context), jobs, workers=read_workers(len(jobs)))
+    reads = map_images(partial(_read_image, context), jobs, workers=read_workers(len(jobs)),
+                       reading=True)
     add_image_reads(dataset, rows, reads)
     dataset.annotations = rows.store(_decode, _load)
     return dataset

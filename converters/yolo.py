@@ -308,7 +308,7 @@ def read(path: str | Path, *, images_root: str | Path | None = None) -> Dataset:
         labels_seen = {_label_path(image_path) for image_path, _folder in images}
         first = len(dataset.images) + 1  # image ids count on across splits
         jobs = [(first + at, split, image_path, folder) for at, (image_path, folder) in enumerate(images)]
-        reads = map_images(read_image, jobs, workers=read_workers(len(jobs)))
+        reads = map_images(read_image, jobs, workers=read_workers(len(jobs)), reading=True)
         next_ann = add_image_reads(dataset, columns, reads, next_ann)
         for folder in dict.fromkeys(folder for _, folder in images):
             labels_dir = _label_path(folder / "x.jpg").parent

@@ -153,9 +153,18 @@ def _connect(address: str, workers: int | None, timeout: float):
     return client
 
 
-def on_cluster() -> bool:
-    """Whether :func:`map_images` runs on a Dask cluster (one still starting counts): its tasks cost more."""
-    return _dask is not None or _dask_starting is not None
+def on_cluster(reading: bool = False) -> bool:
+    """Whether :func:`map_images` runs on a Dask cluster (one still starting counts): its tasks cost more.
+    With ``reading``, whether a reader's map does (``map_images(..., reading=True)``)."""
+    cluster = _dask is not None or _dask_starting is not None
+    return cluster and not (reading and _reads_here(default_workers()))
+
+
+def _reads_here(workers: int) -> bool:
+    """Whether a reader's map over ``workers`` stays off a LocalCluster: in this process alone, or with
+    the helpers :func:`prepare` forked, while they are up.  A remote cluster's workers read for themselves."""
+    local = _dask_starting is not None or getattr(_dask, "cluster", None) is not None
+    return local and (workers == 1 or (_started is not None and _started[0] == workers))
 
 
 def _cluster(wait: bool):
@@ -219,7 +228,8 @@ def start_workers(workers: int | None = None) -> None:
     share the dataset's pages with this process until either writes to
     them, and then each holds its own copy.  :func:`map_images` uses these
     helpers when it is asked for as many workers; they end with the process,
-    or when a LocalCluster started beside them is up.
+    or when a job finds a LocalCluster started beside them up (readers
+    keep them till then: ``map_images(..., reading=True)``).
     """
     global _started
     workers = default_workers() if workers is None else workers
@@ -309,6 +319,7 @@ def map_images(
     workers: int | None = None,
     batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
+    reading: bool = False,
 ) -> Iterator[R]:
     """Apply ``fn`` to every item and yield the results in input order.
 
@@ -334,13 +345,19 @@ def map_images(
         :data:`CLUSTER_STREAM_BATCH` when ``items`` has no length.
     progress : callable, optional
         Called with the number of items just finished.
+    reading : bool
+        ``fn`` is a reader's, parsing the dataset's files before any job.
+        On a LocalCluster these maps stay in this process and its helpers
+        while the helpers are up: there Dask's cost per task buys nothing.
+        Reading 20k COCO images (70 MB) took 2.7 s on a LocalCluster of 1,
+        2.0 s in this process.
 
     Examples
     --------
     >>> list(map_images(abs, [-1, 2, -3], workers=1))
     [1, 2, 3]
     """
-    yield from _dispatch(_run_batch, fn, items, workers, batch_size, progress)
+    yield from _dispatch(_run_batch, fn, items, workers, batch_size, progress, reading)
 
 
 def map_batches(
@@ -350,6 +367,7 @@ def map_batches(
     workers: int | None = None,
     batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
+    reading: bool = False,
 ) -> Iterator[R]:
     """Apply ``fold`` to batches of items where they run; yield one result per batch, in input order.
 
@@ -363,14 +381,14 @@ def map_batches(
     >>> list(map_batches(sum, range(10), workers=1, batch_size=4))
     [6, 22, 17]
     """
-    yield from _dispatch(_fold_batch, fold, items, workers, batch_size, progress)
+    yield from _dispatch(_fold_batch, fold, items, workers, batch_size, progress, reading)
 
 
 def _dispatch(run: Callable[[Callable, list], list], fn: Callable, items: Iterable, workers: int | None,
-              batch_size: int | None, progress: Callable[[int], None] | None) -> Iterator:
+              batch_size: int | None, progress: Callable[[int], None] | None, reading: bool) -> Iterator:
     """``run(fn, batch)`` over the batches, here, in helpers or on the cluster; the results in order."""
     workers = default_workers() if workers is None else workers
-    if on_cluster():
+    if on_cluster() and not (reading and _reads_here(workers)):
         yield from _on_cluster(run, fn, items, workers, batch_size, progress)
         return
     batch_size = batch_size or LOCAL_BATCH

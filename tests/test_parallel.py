@@ -281,6 +281,30 @@ def test_a_prepared_local_cluster_starts_while_this_process_and_its_helpers_work
         parallel.use_scheduler(None)
 
 
+def test_readers_stay_off_a_local_cluster_while_the_helpers_are_up_and_a_remote_one_reads(monkeypatch):
+    from distributed import LocalCluster
+
+    monkeypatch.setattr(parallel, "_prepared", None)
+    parallel.prepare(2, "local")
+    try:
+        parallel._dask_starting.result()  # the cluster is up
+        local = frozenset({os.getpid(), *parallel._started[1]._processes})
+        read = list(map_images(_where, range(200), reading=True))
+        assert set(read) <= local and not parallel.on_cluster(reading=True)  # here and in the helper
+        assert parallel._started is not None and parallel.on_cluster()
+        assert not set(map_images(_where, range(200))) & local  # a job goes to the cluster; the helpers end
+        assert parallel._started is None and parallel.on_cluster(reading=True)
+        assert not set(map_images(_where, range(200), reading=True)) & local  # then readers too
+    finally:
+        parallel.use_scheduler(None)
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as remote:
+        parallel.use_scheduler(remote.scheduler_address)
+        try:
+            assert os.getpid() not in set(map_images(_where, range(20), reading=True))
+        finally:
+            parallel.use_scheduler(None)
+
+
 def test_unreachable_scheduler_is_a_usage_error():
     with pytest.raises(UsageError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
         parallel.use_scheduler("tcp://127.0.0.1:9", timeout=1)

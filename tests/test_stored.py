@@ -50,12 +50,12 @@ def test_on_a_cluster_reading_checks_records_in_larger_tasks(samples_dir, monkey
     def counting_map(fn, tasks, **kwargs):
         tasks = list(tasks)
         assert all(len(starts) for _, _, starts, _ in tasks)
-        sent[coco.on_cluster()] = [int(stops[-1] - starts[0]) for _, _, starts, stops in tasks]
+        sent[coco.on_cluster(reading=True)] = [int(stops[-1] - starts[0]) for _, _, starts, stops in tasks]
         return real_map(fn, tasks, **kwargs)
 
     monkeypatch.setattr(coco, "map_images", counting_map)
     assert _everything(coco.read(path)) == one_task
-    monkeypatch.setattr(coco, "on_cluster", lambda: True)  # the tasks run here all the same
+    monkeypatch.setattr(coco, "on_cluster", lambda reading: True)  # the tasks run here all the same
     assert _everything(coco.read(path)) == one_task
     assert max(sent[False]) < 3 * 2048 and len(sent[True]) < len(sent[False]) / 6
     assert min(sent[True][:-1]) > 6 * 2048
