@@ -607,7 +607,7 @@ def write(
         gt_dir = staging / "gtFine"
         gt_dir.mkdir()
         job = partial(_write_image, config=config, things=things, gt_dir=gt_dir)
-        for written, changes in map_images(job, dataset.iter_images(), workers=workers, progress=progress):
+        for written, changes in map_images(job, dataset.image_items(), workers=workers, progress=progress):
             report.changes.extend(changes)
             if written is not None:
                 report.images_written += 1

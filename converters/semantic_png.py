@@ -333,7 +333,7 @@ def write(
     report = ConversionReport("semantic-png")
     with output_dir(path, overwrite=overwrite) as staging:
         job = partial(_write_image, config=config, staging=staging, palette=palette, names=names)
-        for changes, written in map_images(job, dataset.iter_images(), workers=workers, progress=progress):
+        for changes, written in map_images(job, dataset.image_items(), workers=workers, progress=progress):
             report.changes.extend(changes)
             if written is not None:
                 report.images_written += 1

@@ -530,7 +530,7 @@ def write(
         lists: dict[str, TextIO] = {}  # each split's list, written as its images are: 118k stems were 8 MB
         job = partial(_write_image, config=config, staging=staging, palette=palette, copy_images=copy_images)
         for image, (stem, changes, written) in zip(
-                dataset.images, map_images(job, dataset.iter_images(), workers=workers, progress=progress)):
+                dataset.images, map_images(job, dataset.image_items(), workers=workers, progress=progress)):
             report.changes.extend(changes)
             if stem is None:
                 continue

@@ -194,7 +194,7 @@ def write_maps(
         job = partial(_write_image, config=config, staging=staging, palette=colors,
                       instance_ids=instance_ids, panoptic=panoptic)
         for image, result in zip(dataset.images,
-                                 map_images(job, dataset.iter_images(), workers=workers, progress=progress)):
+                                 map_images(job, dataset.image_items(), workers=workers, progress=progress)):
             if result is None:
                 skipped_images.append({"split": image.split, "image_id": image.id, "reason": image.defect})
                 continue

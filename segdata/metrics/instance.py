@@ -115,7 +115,7 @@ def _gt_table(gt: Dataset, image_index: dict, category_index: dict, quirks: dict
               workers: int | None) -> Table:
     image, category, ids, crowd, rles, stored = [], [], [], [], [], []
     job = partial(_gt_rows, category_index=category_index)
-    for record, rows in zip(gt.images, map_images(job, gt.iter_images(), workers=workers)):
+    for record, rows in zip(gt.images, map_images(job, gt.image_items(), workers=workers)):
         for ann_id, k, iscrowd, rle, area, user_ignore in rows:
             if ann_id == 0:
                 quirks["gt_annotation_id_zero"].append(ann_id)
