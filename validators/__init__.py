@@ -135,9 +135,8 @@ def _run_checks(dataset: Dataset, context: Context) -> Iterator[Iterable[Finding
 def _per_image_findings(dataset: Dataset, parts: dict[str, ImageJob],
                         context: Context) -> dict[str, PackedList[Finding]]:
     held = {name: PackedList(in_memory=0) for name in parts}
-    jobs = ((image, anns) for image, anns in dataset.iter_images() if not image.defect and anns)
     batch = partial(_batch_findings, parts=tuple(parts.values()), codes=context.codes)
-    for packed in map_batches(batch, jobs, workers=context.workers, progress=context.progress):
+    for packed in map_batches(batch, dataset.image_items(), workers=context.workers, progress=context.progress):
         for chunk, kept in zip(packed, held.values()):
             if chunk is not None:
                 kept.add_packed(*chunk)
@@ -154,6 +153,9 @@ def _batch_findings(jobs: list[tuple[ImageRecord, list[Annotation]]], parts: tup
     """
     found: list[list[Finding]] = [[] for _ in parts]
     for job in jobs:
+        image, anns = job
+        if image.defect or not anns:  # nothing for the parts to check
+            continue
         for kept, findings in zip(found, _image_findings(job, parts)):
             kept.extend(f for f in findings if f.code in codes)
     return [(pack(findings), len(findings)) if findings else None for findings in found]

@@ -164,8 +164,8 @@ def test_per_image_checks_share_one_pass_and_report_in_registry_order(tmp_path, 
                     ann(3, [[2, 12, 12, 18, 12, 12, 2, 18]])])
     dataset = read(tmp_path, doc)
     passes = []
-    iter_images = type(dataset).iter_images
-    monkeypatch.setattr(type(dataset), "iter_images", lambda self: passes.append(1) or iter_images(self))
+    image_items = type(dataset).image_items
+    monkeypatch.setattr(type(dataset), "image_items", lambda self: passes.append(1) or image_items(self))
     found = validate(dataset, skip=NO_FILES, workers=1)
     assert passes == [1]  # each image's annotations read and decoded once for geometry, consistency, overlap
     assert [(f.code, f.annotation_id) for f in found] == [  # consistency, geometry, overlap
