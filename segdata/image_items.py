@@ -43,7 +43,8 @@ class ImageItems(Sequence[tuple]):
     """
 
     def __init__(self, images: Sequence[ImageRecord], grouped: Mapping[tuple[str, int], Sequence[Annotation]],
-                 attach: Mapping[tuple[str, int], Any] | Sequence[Any] | None = None, span: tuple[int, int] | None = None):
+                 attach: Mapping[tuple[str, int], Any] | Sequence[Any] | None = None,
+                 span: tuple[int, int] | None = None):
         self._images, self._grouped, self._attach = images, grouped, attach
         self._first, self._stop = span if span is not None else (0, len(images))
 

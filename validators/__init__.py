@@ -136,7 +136,8 @@ def _per_image_findings(dataset: Dataset, parts: dict[str, ImageJob],
                         context: Context) -> dict[str, PackedList[Finding]]:
     held = {name: PackedList(in_memory=0) for name in parts}
     batch = partial(_batch_findings, parts=tuple(parts.values()), codes=context.codes)
-    for packed in map_batches(batch, dataset.image_items(), workers=context.workers, progress=context.progress):
+    items = dataset.image_items()
+    for packed in map_batches(batch, items, workers=context.workers, progress=context.progress):
         for chunk, kept in zip(packed, held.values()):
             if chunk is not None:
                 kept.add_packed(*chunk)
