@@ -15,9 +15,9 @@ from concurrent.futures import (
     Executor,
     Future,
     ProcessPoolExecutor,
-    ThreadPoolExecutor,
     wait,
 )
+from contextlib import contextmanager
 from functools import partial
 from itertools import islice
 from typing import Any, TypeVar
@@ -71,22 +71,17 @@ LOCAL_BATCH = 32
 _started: tuple[int, ProcessPoolExecutor] | None = None
 _prepared: int | None = None  # the command's --workers, once prepare() has been told
 _dask = None  # a distributed.Client, once use_scheduler() has connected one
-_dask_starting: Future | None = None  # that Client, while a LocalCluster starts beside the command's work
 
 
-def use_scheduler(address: str | None, workers: int | None = None, *, timeout: float = 10,
-                  background: bool = False) -> None:
+def use_scheduler(address: str | None, workers: int | None = None, *, timeout: float = 10) -> None:
     """Run every :func:`map_images` of this process on a Dask cluster (``None``: stop doing so).
 
     ``address`` is a running ``dask.distributed`` scheduler
     (``tcp://host:8786``) or ``"local"`` for a ``LocalCluster`` of
     ``workers`` single-threaded processes; ``timeout`` (seconds) bounds the
-    wait for a remote one.  With ``background``, a LocalCluster starts on a
-    thread while the caller goes on, and until it is up the batches of
-    :func:`map_images` run in this process (and its helpers, if
-    :func:`start_workers` forked them for as many workers).  Items still travel in batches,
-    and results come back in input order, so the output is the same as with
-    the local pool.  The workers' heap is set up as a local helper's
+    wait for a remote one.  Items still travel in batches, and results come
+    back in input order, so the output is the same as with the local pool.
+    The workers' heap is set up as a local helper's
     (:func:`_reuse_freed_pages`).
 
     Raises
@@ -95,14 +90,10 @@ def use_scheduler(address: str | None, workers: int | None = None, *, timeout: f
         Dask is not installed (``pip install segdata[dask]``), or the
         scheduler cannot be reached.
     """
-    global _dask, _dask_starting
-    try:
-        client = _cluster(wait=True)
-    except UsageError:  # a LocalCluster that failed to start: nothing to close
-        client = None
-    if client is not None:
-        cluster = client.cluster  # the LocalCluster this process started, if it did
-        client.close()
+    global _dask
+    if _dask is not None:
+        cluster = _dask.cluster  # the LocalCluster this process started, if it did
+        _dask.close()
         if cluster is not None:
             cluster.close()
         _dask = None
@@ -121,13 +112,7 @@ def use_scheduler(address: str | None, workers: int | None = None, *, timeout: f
     dask.config.set({"distributed.admin.low-level-log-length": 0,
                      "distributed.worker.profile.enabled": False})
     atexit.register(use_scheduler, None)
-    if address == "local" and background:
-        # its start (~1.5 s: a scheduler, spawned workers importing Dask) overlaps the command's reading
-        starter = ThreadPoolExecutor(1, thread_name_prefix="segdata-cluster-start")
-        _dask_starting = starter.submit(_connect, address, workers, timeout)
-        starter.shutdown(wait=False)
-    else:
-        _dask = _connect(address, workers, timeout)
+    _dask = _connect(address, workers, timeout)
 
 
 def _connect(address: str, workers: int | None, timeout: float):
@@ -138,10 +123,11 @@ def _connect(address: str, workers: int | None, timeout: float):
         if address == "local":
             # no dashboard; its scheduler's HTTP routes (health, metrics) on a free port, not on 8787,
             # which a second command's cluster would find taken and say so
-            cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
-                                   processes=True, dashboard_address=None,
-                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                                   silence_logs=logging.ERROR)
+            with _forked_workers():
+                cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
+                                       processes=True, dashboard_address=None,
+                                       scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                                       silence_logs=logging.ERROR)
             client = Client(cluster, set_as_default=False)
         else:
             client = Client(address, timeout=timeout, set_as_default=False)
@@ -153,34 +139,40 @@ def _connect(address: str, workers: int | None, timeout: float):
     return client
 
 
+@contextmanager
+def _forked_workers() -> Iterator[None]:
+    """Within it, a LocalCluster's workers are forked from this process, before it reads anything.
+
+    A spawned worker starts a new interpreter and imports Dask: 0.46 s of
+    CPU each, which on a 2-core machine a LocalCluster of 2 took from the
+    command's reading; a forked one, 0.04 s.  This process is still small
+    then (:func:`prepare` runs before reading) and its main thread waits for
+    the cluster, so the fork, from Dask's event-loop thread, copies nothing
+    in use.  The objects that exist now are kept out of the workers'
+    garbage collector (:func:`start_workers`).  A worker the nanny restarts
+    later, this process busy and large, is spawned as usual.
+    """
+    import dask
+
+    gc.freeze()
+    try:
+        with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
+            yield
+    finally:
+        gc.unfreeze()
+
+
 def on_cluster(reading: bool = False) -> bool:
-    """Whether :func:`map_images` runs on a Dask cluster (one still starting counts): its tasks cost more.
+    """Whether :func:`map_images` runs on a Dask cluster: its tasks cost more.
     With ``reading``, whether a reader's map does (``map_images(..., reading=True)``)."""
-    cluster = _dask is not None or _dask_starting is not None
-    return cluster and not (reading and _reads_here(default_workers()))
+    return _dask is not None and not (reading and _reads_here(default_workers()))
 
 
 def _reads_here(workers: int) -> bool:
     """Whether a reader's map over ``workers`` stays off a LocalCluster: in this process alone, or with
     the helpers :func:`prepare` forked, while they are up.  A remote cluster's workers read for themselves."""
-    local = _dask_starting is not None or getattr(_dask, "cluster", None) is not None
+    local = getattr(_dask, "cluster", None) is not None
     return local and (workers == 1 or (_started is not None and _started[0] == workers))
-
-
-def _cluster(wait: bool):
-    """The Client of :func:`use_scheduler`, if any; one still starting counts only when ``wait``.
-
-    Once a LocalCluster is up, the helpers that worked while it started
-    end: idle, one held ~27 MB through a 20k-image ``stats``.
-    """
-    global _dask, _dask_starting, _started
-    if _dask_starting is not None and (wait or _dask_starting.done()):
-        starting, _dask_starting = _dask_starting, None
-        _dask = starting.result()
-        if _started is not None:
-            _started[1].shutdown(wait=False)
-            _started = None
-    return _dask
 
 
 def read_workers(items: int) -> int | None:
@@ -194,8 +186,9 @@ def prepare(workers: int | None = None, scheduler: str | None = None) -> None:
 
     With ``scheduler`` on that Dask cluster (:func:`use_scheduler`),
     otherwise in this process and helpers forked now (:func:`start_workers`).
-    A LocalCluster (``"local"``) gets the helpers too: they share the work
-    with this process until the cluster is up, which takes seconds.
+    A LocalCluster (``"local"``) gets the helpers too: they read the
+    dataset with this process (``map_images(..., reading=True)``), and end
+    when the first job goes to the cluster.
     """
     global _prepared
     _prepared = workers
@@ -204,7 +197,7 @@ def prepare(workers: int | None = None, scheduler: str | None = None) -> None:
     if scheduler in (None, "local"):
         start_workers(workers)
     if scheduler:
-        use_scheduler(scheduler, workers, background=True)
+        use_scheduler(scheduler, workers)
 
 
 def _one_native_thread() -> None:
@@ -421,27 +414,12 @@ def _dispatch(run: Callable[[Callable, list], list], fn: Callable, items: Iterab
 
 def _on_cluster(run: Callable[[Callable, list], list], fn: Callable, items: Iterable, workers: int,
                 batch_size: int | None, progress: Callable[[int], None] | None) -> Iterator:
-    """``run(fn, batch)`` on the Dask cluster.  While a LocalCluster starts, here and in the helpers
-    :func:`prepare` forked for ``workers``, a few batches each at a time: a 2-worker cluster took 3.2 s to
-    come up while ``stats`` read 20k COCO images, so the read ran in this process alone."""
-    if _cluster(wait=False) is None:  # a sequence is cut where the cluster took over: its last batches shrink
-        sequence, done = isinstance(items, Sequence), 0
-        rest = None if sequence else iter(items)  # a sequence is cut by position instead
-        size = batch_size or LOCAL_BATCH
-        helpers = _started[1] if workers > 1 and _started is not None and _started[0] == workers else None
-        while _cluster(wait=False) is None:
-            take = 2 * workers * size if helpers is not None else size  # then a look at the cluster again
-            part = items[done:done + take] if sequence else list(islice(rest, take))
-            done += len(part)
-            if not part:
-                return
-            if helpers is not None:  # two batches' worth per process
-                yield from _map_batches(helpers.submit, run, fn, part, workers, size, progress)
-                continue
-            yield from run(fn, part)
-            if progress:
-                progress(len(part))
-        items = items[done:] if sequence else rest
+    """``run(fn, batch)`` on the Dask cluster.  The helpers that read the dataset beside a LocalCluster
+    end now: idle, one held ~27 MB through a 20k-image ``stats``."""
+    global _started
+    if _started is not None and getattr(_dask, "cluster", None) is not None:
+        _started[1].shutdown(wait=False)
+        _started = None
     executor = _dask.get_executor(pure=False)
     slots = max(1, sum(_dask.nthreads().values()))
     size = batch_size or (CLUSTER_BATCH if isinstance(items, Sized) else CLUSTER_STREAM_BATCH)

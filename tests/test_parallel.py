@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from functools import partial
 
 import numpy as np
@@ -235,50 +234,21 @@ def test_dask_local_cluster_gives_the_same_results(recwarn):
     assert not [w for w in recwarn if "already in use" in str(w.message)]
 
 
-def _where_slow_at_home(batch: Sequence[int], home: int) -> list[tuple[int, int]]:
-    if os.getpid() == home:  # the command's own batches take a while: the cluster comes up meanwhile
-        time.sleep(0.02 * len(batch))
-    return [(x, os.getpid()) for x in batch]
+def _prepared_for() -> int | None:
+    return parallel._prepared
 
 
-def test_a_local_cluster_starting_in_the_background_takes_over_from_this_process(monkeypatch):
-    monkeypatch.setattr(parallel, "_started", None)  # no helpers forked (earlier tests' are left alone)
-    parallel.use_scheduler("local", workers=2, background=True)
-    try:
-        assert parallel._dask is None and parallel._dask_starting is not None
-        done = []
-        job = partial(_where_slow_at_home, home=os.getpid())
-        parts = list(map_batches(job, range(2000), progress=done.append))
-        found = [pair for part in parts for pair in part]
-        assert [x for x, _ in found] == list(range(2000)) and sum(done) == 2000
-        assert len(parts[-1]) < len(parts[-2])  # the cluster went on with the rest of the range: it shrinks
-        here = [pid == os.getpid() for _, pid in found]
-        assert here[0] and not here[-1] and here == sorted(here, reverse=True)  # here first, then the cluster
-        assert parallel._dask is not None
-    finally:
-        parallel.use_scheduler(None)
-    assert parallel._dask is None and parallel._dask_starting is None
-
-
-def _where_slow_here(x: int, local: frozenset[int]) -> tuple[int, int]:
-    if os.getpid() in local:  # batches here and in the helpers take a while: the cluster comes up meanwhile
-        time.sleep(0.02)
-    return x, os.getpid()
-
-
-def test_a_prepared_local_cluster_starts_while_this_process_and_its_helpers_work(monkeypatch):
+def test_a_prepared_local_cluster_is_up_at_once_its_workers_forked_from_this_process(monkeypatch):
     monkeypatch.setattr(parallel, "_prepared", None)  # prepare() sets it for the command; put back after
     parallel.prepare(2, "local")
     try:
-        local = frozenset({os.getpid(), *parallel._started[1]._processes})
-        found = list(map_images(partial(_where_slow_here, local=local), range(2000)))
-        assert [x for x, _ in found] == list(range(2000))
-        here = [pid in local for _, pid in found]
-        assert here[0] and not here[-1] and here == sorted(here, reverse=True)  # here first, then the cluster
-        assert {pid for _, pid in found[:here.count(True)]} == local  # the helper took batches too
-        assert parallel._started is None  # and ended once the cluster was up
+        assert parallel.on_cluster() and len(parallel._dask.nthreads()) == 2
+        # forked once prepare() knew the workers: a spawned worker (0.46 s of CPU each) imports them anew
+        assert list(parallel._dask.run(_prepared_for).values()) == [2, 2]
+        assert not set(map_images(_where, range(200))) & {os.getpid()}
     finally:
         parallel.use_scheduler(None)
+    assert parallel._dask is None
 
 
 def test_readers_stay_off_a_local_cluster_while_the_helpers_are_up_and_a_remote_one_reads(monkeypatch):
@@ -287,7 +257,6 @@ def test_readers_stay_off_a_local_cluster_while_the_helpers_are_up_and_a_remote_
     monkeypatch.setattr(parallel, "_prepared", None)
     parallel.prepare(2, "local")
     try:
-        parallel._dask_starting.result()  # the cluster is up
         local = frozenset({os.getpid(), *parallel._started[1]._processes})
         read = list(map_images(_where, range(200), reading=True))
         assert set(read) <= local and not parallel.on_cluster(reading=True)  # here and in the helper
