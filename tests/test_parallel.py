@@ -112,6 +112,11 @@ def _profiles(dask_worker) -> bool:
     return "profile" in dask_worker.periodic_callbacks
 
 
+def _housekeeping_ms(dask_worker) -> tuple[float, ...]:
+    callbacks = dask_worker.periodic_callbacks
+    return tuple(callbacks[name].callback_time for name in ("tick", "monitor", "memory_monitor"))
+
+
 def _done_at(x: int) -> float:
     time.sleep(1.0 if x == 0 else 0.01)
     return time.time()
@@ -228,6 +233,8 @@ def test_dask_local_cluster_gives_the_same_results(recwarn):
         assert [r.value for r in map_images(_Result, range(10))] == list(range(10)) and not _DASK_DESERIALIZED
         # its workers do not sample their stacks for a dashboard no one serves
         assert not any(parallel._dask.run(_profiles).values())
+        # and check their event loop each second, not every 20 ms; the host and their memory less often too
+        assert set(parallel._dask.run(_housekeeping_ms).values()) == {(1000, 2000, 500)}
     finally:
         parallel.use_scheduler(None)
     assert parallel._dask is None
