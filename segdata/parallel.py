@@ -17,7 +17,7 @@ from concurrent.futures import (
     ProcessPoolExecutor,
     wait,
 )
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from itertools import islice
 from typing import Any, TypeVar
@@ -73,7 +73,8 @@ _prepared: int | None = None  # the command's --workers, once prepare() has been
 _dask = None  # a distributed.Client, once use_scheduler() has connected one
 
 
-def use_scheduler(address: str | None, workers: int | None = None, *, timeout: float = 10) -> None:
+def use_scheduler(address: str | None, workers: int | None = None, *, timeout: float = 10,
+                  forked: bool = False) -> None:
     """Run every :func:`map_images` of this process on a Dask cluster (``None``: stop doing so).
 
     ``address`` is a running ``dask.distributed`` scheduler
@@ -82,7 +83,9 @@ def use_scheduler(address: str | None, workers: int | None = None, *, timeout: f
     wait for a remote one.  Items still travel in batches, and results come
     back in input order, so the output is the same as with the local pool.
     The workers' heap is set up as a local helper's
-    (:func:`_reuse_freed_pages`).
+    (:func:`_reuse_freed_pages`).  With ``forked``, a LocalCluster's
+    workers are forked from this process, which must be small and have no
+    other thread at work (:func:`_forked_workers`); :func:`prepare` does so.
 
     Raises
     ------
@@ -117,10 +120,10 @@ def use_scheduler(address: str | None, workers: int | None = None, *, timeout: f
                      "distributed.admin.system-monitor.interval": "2s",
                      "distributed.worker.memory.monitor-interval": "500ms"})
     atexit.register(use_scheduler, None)
-    _dask = _connect(address, workers, timeout)
+    _dask = _connect(address, workers, timeout, forked)
 
 
-def _connect(address: str, workers: int | None, timeout: float):
+def _connect(address: str, workers: int | None, timeout: float, forked: bool):
     """A Client of the scheduler at ``address``, or of a new LocalCluster; its workers' heap set up."""
     from distributed import Client, LocalCluster
 
@@ -128,7 +131,7 @@ def _connect(address: str, workers: int | None, timeout: float):
         if address == "local":
             # no dashboard; its scheduler's HTTP routes (health, metrics) on a free port, not on 8787,
             # which a second command's cluster would find taken and say so
-            with _forked_workers():
+            with _forked_workers() if forked else nullcontext():
                 cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
                                        processes=True, dashboard_address=None,
                                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
@@ -146,14 +149,14 @@ def _connect(address: str, workers: int | None, timeout: float):
 
 @contextmanager
 def _forked_workers() -> Iterator[None]:
-    """Within it, a LocalCluster's workers are forked from this process, before it reads anything.
+    """Within it, a LocalCluster's workers are forked from this process.
 
     A spawned worker starts a new interpreter and imports Dask: 0.46 s of
     CPU each, which on a 2-core machine a LocalCluster of 2 took from the
-    command's reading; a forked one, 0.04 s.  This process is still small
-    then (:func:`prepare` runs before reading) and its main thread waits for
-    the cluster, so the fork, from Dask's event-loop thread, copies nothing
-    in use.  The objects that exist now are kept out of the workers'
+    command's reading; a forked one, 0.04 s.  When :func:`prepare` asks for
+    it, this process is still small (it has not read the dataset) and its
+    main thread waits for the cluster, so the fork, from Dask's event-loop
+    thread, copies nothing in use.  The objects that exist now are kept out of the workers'
     garbage collector (:func:`start_workers`).  A worker the nanny restarts
     later, this process busy and large, is spawned as usual.
     """
@@ -202,7 +205,7 @@ def prepare(workers: int | None = None, scheduler: str | None = None) -> None:
     if scheduler in (None, "local"):
         start_workers(workers)
     if scheduler:
-        use_scheduler(scheduler, workers)
+        use_scheduler(scheduler, workers, forked=True)
 
 
 def _one_native_thread() -> None:

@@ -88,6 +88,7 @@ def _value(item: _Item) -> int:
 
 
 _DASK_DESERIALIZED: list[int] = []  # the values of the _Results Dask deserialised in this process
+_BEFORE_THE_CLUSTER: list[int] = []  # what this process did before it started a cluster
 
 
 class _Result:
@@ -106,6 +107,10 @@ def _serialize_result(result: _Result) -> tuple[dict, list[bytes]]:
 def _deserialize_result(header: dict, frames: list[bytes]) -> _Result:
     _DASK_DESERIALIZED.append(int(frames[0]))
     return _Result(int(frames[0]))
+
+
+def _saw_before_the_cluster() -> int:
+    return len(_BEFORE_THE_CLUSTER)
 
 
 def _profiles(dask_worker) -> bool:
@@ -212,6 +217,7 @@ def test_dask_local_cluster_gives_the_same_results(recwarn):
             dashboard_port.bind(("127.0.0.1", 8787))  # as a second command's cluster would find it
         except OSError:
             pass  # taken already
+        _BEFORE_THE_CLUSTER.append(1)
         parallel.use_scheduler("local", workers=2)
     try:
         done = []
@@ -219,6 +225,8 @@ def test_dask_local_cluster_gives_the_same_results(recwarn):
         assert squares == [x * x for x in range(103)]
         assert sum(done) == 103
         assert os.getpid() not in set(map_images(_where, range(20), batch_size=5))  # all of it on the cluster
+        # spawned, as a library caller's process, busy or threaded, should not be forked unasked
+        assert list(parallel._dask.run(_saw_before_the_cluster).values()) == [0, 0]
         assert list(map_batches(len, iter(range(600)))) == [256, 256, 88]  # tasks worth a cluster's overhead
         sizes = list(map_batches(len, range(20000)))  # of a sequence, larger ones whose last ones shrink
         assert sizes[:3] == [1024] * 3 and sizes == sorted(sizes, reverse=True) and sizes[-2] == 64
