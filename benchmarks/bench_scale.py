@@ -268,10 +268,9 @@ def section(results: dict, load: dict, loadavg: tuple[float, float], repeat: int
     lines += ["", "Reading the rows: the local backends fork their helper before reading the dataset and "
               "the command's own process takes batches too, whenever its helpers are ahead; the Dask rows "
               "include starting a LocalCluster (a scheduler and nannies in the command's process, and a "
-              "worker process each, a full interpreter with distributed imported) and ship every batch (up to "
-              "1,024 images, 256 from a job's stream), pickled, to a worker, which is why one machine is "
-              "faster without it.  Memory is "
-              "the summed PSS of all those processes."]
+              "worker process each, forked from it before it reads) and ship every batch (up to 1,024 "
+              "images, 256 from a job's stream), pickled, to a worker, which is why one machine is faster "
+              "without it.  Memory is the summed PSS of all those processes."]
     if any(job in IMAGE_JOBS for job, _s, _b in results):
         lines += ["", "The image jobs run on the JPEG trees of `synth_images.py` (~35 KB per image; the 5k "
                   "tree is the first 5,000 images of the 20k one, not `synth_5k.json`'s; every tenth image "
