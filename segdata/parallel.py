@@ -156,9 +156,9 @@ def _forked_workers() -> Iterator[None]:
     command's reading; a forked one, 0.04 s.  When :func:`prepare` asks for
     it, this process is still small (it has not read the dataset) and its
     main thread waits for the cluster, so the fork, from Dask's event-loop
-    thread, copies nothing in use.  The objects that exist now are kept out of the workers'
-    garbage collector (:func:`start_workers`).  A worker the nanny restarts
-    later, this process busy and large, is spawned as usual.
+    thread, copies nothing in use.  The objects that exist now are kept out
+    of the workers' garbage collector (:func:`start_workers`).  A worker the
+    nanny restarts later, this process busy and large, is spawned as usual.
     """
     import dask
 
